@@ -1,0 +1,67 @@
+//! mw-auth-proxy: an authenticating reverse proxy for the MediaWiki Action
+//! API. It logs in once with a bot password, keeps the session to itself,
+//! and sends every `api.php` request it receives on to the wiki as the bot.
+//! When the wiki drops the session it logs in again, once for all waiting
+//! requests, and replays what failed.
+//!
+//! # Layout
+//! - [`config`]: the TOML file, checked into [`config::Settings`].
+//! - [`server`]: accept loop, graceful shutdown, `/healthz` `/readyz` `/metrics`.
+//! - [`proxy`]: the forwarding pipeline for one request.
+//! - [`session`]: the login flow, the cookie jar, single-flight re-login.
+//! - [`mediawiki`]: pure rules of MediaWiki: parameters, answers, error codes.
+//! - [`error`]: the one place errors become client responses.
+//! - [`telemetry`]: metrics and logs. [`upstream`]: the HTTP client.
+//! - [`secret`]: values that must never be shown.
+
+pub mod config;
+pub mod error;
+pub mod mediawiki;
+pub mod proxy;
+pub mod secret;
+pub mod server;
+pub mod session;
+pub mod telemetry;
+pub mod upstream;
+
+use std::future::Future;
+use std::sync::Arc;
+
+use tokio::net::TcpListener;
+
+use config::Settings;
+use server::App;
+use session::SessionManager;
+use session::login::BotPasswordLogin;
+use telemetry::Metrics;
+
+/// Builds the proxy for `settings` and serves on `listener` until
+/// `shutdown` resolves. The login starts at once in the background.
+pub async fn run(
+    settings: Settings,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), upstream::ClientError> {
+    let app = build(&settings)?;
+    server::serve(listener, app, shutdown, settings.server.shutdown_grace).await;
+    Ok(())
+}
+
+/// The application state, with its login driver started.
+pub fn build(settings: &Settings) -> Result<Arc<App>, upstream::ClientError> {
+    let http = upstream::client(&settings.wiki)?;
+    let metrics = Arc::new(Metrics::new());
+    let login = BotPasswordLogin::new(
+        http.clone(),
+        settings.wiki.api_url.clone(),
+        settings.login.clone(),
+    );
+    let sessions = SessionManager::start(Arc::new(login), metrics.clone());
+    let proxy = proxy::Proxy::new(settings, http, sessions.clone(), metrics.clone());
+    Ok(Arc::new(App {
+        proxy,
+        sessions,
+        metrics,
+        api_path: settings.wiki.api_url.path().to_owned(),
+    }))
+}

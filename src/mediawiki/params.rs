@@ -1,0 +1,339 @@
+//! Request parameters read exactly as MediaWiki (that is, PHP) reads them, so
+//! a guard deciding on `action` sees what the wiki will act on.
+//!
+//! PHP builds `$_GET` from the query string and, for POST requests only,
+//! `$_POST` from an urlencoded or multipart body; MediaWiki's `WebRequest`
+//! then takes `$_POST + $_GET`, so the body wins. Within one source the last
+//! of a repeated name wins. PHP also rewrites names: leading spaces are
+//! dropped, ` ` and `.` become `_`, and `name[...]` makes an array, which
+//! MediaWiki's `getVal` treats as absent. Multipart parts with a file name go
+//! to `$_FILES` and are not parameters at all.
+
+use std::collections::HashMap;
+
+use bytes::Bytes;
+use http::Method;
+
+/// Parameters of one request, in MediaWiki's reading.
+#[derive(Debug, Default, Clone)]
+pub struct Params {
+    /// The value `WebRequest::getVal` returns for each name.
+    effective: HashMap<String, Value>,
+    /// Every scalar value ever given for each name, overridden ones included.
+    /// Guards refuse on any of them: PHP drops parameters past
+    /// `max_input_vars`, so "the last one" is not always the one it keeps.
+    every: HashMap<String, Vec<String>>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Value {
+    Scalar(String),
+    /// `name[]=...`: present, but `getVal` does not return it.
+    Array,
+}
+
+/// How a request body carries parameters, if it does.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BodyKind {
+    /// No parameters in the body (not POST, or another content type).
+    Opaque,
+    UrlEncoded,
+    Multipart {
+        boundary: String,
+    },
+}
+
+impl BodyKind {
+    /// PHP parses a body into parameters only for POST requests with one of
+    /// the two form content types.
+    pub fn of(method: &Method, content_type: Option<&str>) -> Self {
+        if method != Method::POST {
+            return BodyKind::Opaque;
+        }
+        let Some(content_type) = content_type else {
+            return BodyKind::Opaque;
+        };
+        let mut parts = content_type.split(';');
+        let essence = parts.next().unwrap_or("").trim().to_ascii_lowercase();
+        match essence.as_str() {
+            "application/x-www-form-urlencoded" => BodyKind::UrlEncoded,
+            "multipart/form-data" => match multer::parse_boundary(content_type) {
+                Ok(boundary) => BodyKind::Multipart { boundary },
+                Err(_) => BodyKind::Opaque,
+            },
+            _ => BodyKind::Opaque,
+        }
+    }
+}
+
+/// A body that says it is multipart but cannot be read as such.
+#[derive(Debug, thiserror::Error)]
+#[error("malformed multipart/form-data body: {0}")]
+pub struct MalformedBody(String);
+
+impl Params {
+    /// The parameters of a request whose body carries none.
+    pub fn from_query(query: Option<&str>) -> Self {
+        let mut params = Params::default();
+        if let Some(query) = query {
+            params.add_urlencoded(query.as_bytes());
+        }
+        params
+    }
+
+    /// The parameters of a request with its whole body at hand.
+    pub async fn from_request(
+        query: Option<&str>,
+        kind: &BodyKind,
+        body: &Bytes,
+    ) -> Result<Self, MalformedBody> {
+        let mut params = Self::from_query(query);
+        match kind {
+            BodyKind::Opaque => {}
+            BodyKind::UrlEncoded => params.add_urlencoded(body),
+            BodyKind::Multipart { boundary } => {
+                params.add_multipart(body.clone(), boundary).await?
+            }
+        }
+        Ok(params)
+    }
+
+    /// Adds `a=1&b=2` pairs, later ones overriding earlier ones.
+    pub fn add_urlencoded(&mut self, encoded: &[u8]) {
+        for (name, value) in form_urlencoded::parse(encoded) {
+            self.push(&name, value.into_owned());
+        }
+    }
+
+    async fn add_multipart(&mut self, body: Bytes, boundary: &str) -> Result<(), MalformedBody> {
+        let stream = futures_util::stream::once(async move { Ok::<_, std::io::Error>(body) });
+        let mut multipart = multer::Multipart::new(stream, boundary);
+        loop {
+            let field = multipart
+                .next_field()
+                .await
+                .map_err(|err| MalformedBody(err.to_string()))?;
+            let Some(field) = field else { break };
+            let name = field.name().map(str::to_owned);
+            let is_file = field.file_name().is_some();
+            let value = field
+                .text()
+                .await
+                .map_err(|err| MalformedBody(err.to_string()))?;
+            if let (Some(name), false) = (name, is_file) {
+                self.push(&name, value);
+            }
+        }
+        Ok(())
+    }
+
+    /// Records one `name=value` as PHP would.
+    pub fn push(&mut self, raw_name: &str, value: String) {
+        let Some((name, is_array)) = php_name(raw_name) else {
+            return;
+        };
+        if is_array {
+            self.effective.insert(name, Value::Array);
+        } else {
+            self.every
+                .entry(name.clone())
+                .or_default()
+                .push(value.clone());
+            self.effective.insert(name, Value::Scalar(value));
+        }
+    }
+
+    /// The value MediaWiki acts on, if the name is present as a scalar.
+    pub fn get(&self, name: &str) -> Option<&str> {
+        match self.effective.get(name)? {
+            Value::Scalar(value) => Some(value),
+            Value::Array => None,
+        }
+    }
+
+    /// Whether the name was given at all, in any form.
+    pub fn contains(&self, name: &str) -> bool {
+        self.effective.contains_key(name)
+    }
+
+    /// Every scalar value given for `name`, overridden ones included.
+    pub fn every(&self, name: &str) -> impl Iterator<Item = &str> {
+        self.every
+            .get(name)
+            .into_iter()
+            .flat_map(|values| values.iter().map(String::as_str))
+    }
+
+    /// The module MediaWiki will run: `action`, `help` when absent.
+    pub fn action(&self) -> &str {
+        self.get("action").unwrap_or("help")
+    }
+}
+
+/// Splits a multi-value parameter (`a|b`, or `\x1fa\x1fb` when the value
+/// starts with U+001F) into its values.
+pub fn multi_values(value: &str) -> impl Iterator<Item = &str> {
+    let (separator, rest) = match value.strip_prefix('\u{1f}') {
+        Some(rest) => ('\u{1f}', rest),
+        None => ('|', value),
+    };
+    rest.split(separator)
+}
+
+/// PHP's rewriting of a parameter name (`php_register_variable_ex`): returns
+/// the name it registers and whether the value becomes an array, or `None`
+/// when PHP ignores the parameter.
+fn php_name(raw: &str) -> Option<(String, bool)> {
+    // A NUL ends the name in C.
+    let raw = raw.split('\0').next().unwrap_or("");
+    let raw = raw.trim_start_matches(' ');
+    if raw.is_empty() {
+        return None;
+    }
+    let mut name = String::with_capacity(raw.len());
+    for (index, c) in raw.char_indices() {
+        match c {
+            ' ' | '.' => name.push('_'),
+            '[' => {
+                if raw[index..].contains(']') {
+                    // `name[...]`: an array under `name`; what follows the
+                    // brackets does not change which name it is.
+                    return if name.is_empty() {
+                        None
+                    } else {
+                        Some((name, true))
+                    };
+                }
+                // An unmatched `[` becomes `_` and PHP stops rewriting.
+                name.push('_');
+                name.push_str(&raw[index + 1..]);
+                return Some((name, false));
+            }
+            _ => name.push(c),
+        }
+    }
+    Some((name, false))
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    fn post(query: &str, content_type: &str, body: &str) -> Params {
+        let kind = BodyKind::of(&Method::POST, Some(content_type));
+        let body = Bytes::from(body.to_owned());
+        futures_executor_block_on(Params::from_request(Some(query), &kind, &body)).unwrap()
+    }
+
+    // The multipart reader is async but never waits on I/O here.
+    fn futures_executor_block_on<F: std::future::Future>(future: F) -> F::Output {
+        tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap()
+            .block_on(future)
+    }
+
+    #[test]
+    fn last_repeated_name_wins() {
+        let params = Params::from_query(Some("action=query&action=logout"));
+        assert_eq!(params.action(), "logout");
+        assert_eq!(
+            params.every("action").collect::<Vec<_>>(),
+            ["query", "logout"]
+        );
+    }
+
+    #[test]
+    fn absent_action_means_help() {
+        assert_eq!(Params::from_query(None).action(), "help");
+        assert_eq!(Params::from_query(Some("format=json")).action(), "help");
+    }
+
+    #[test]
+    fn body_wins_over_query_string() {
+        let params = post(
+            "action=logout",
+            "application/x-www-form-urlencoded",
+            "action=query",
+        );
+        assert_eq!(params.action(), "query");
+        let params = post(
+            "action=query",
+            "application/x-www-form-urlencoded; charset=UTF-8",
+            "action=logout",
+        );
+        assert_eq!(params.action(), "logout");
+    }
+
+    #[test]
+    fn body_of_a_get_request_is_not_read() {
+        let kind = BodyKind::of(&Method::GET, Some("application/x-www-form-urlencoded"));
+        assert_eq!(kind, BodyKind::Opaque);
+    }
+
+    #[test]
+    fn names_are_decoded_and_rewritten_like_php() {
+        let params = Params::from_query(Some("%61ction=logout"));
+        assert_eq!(params.action(), "logout");
+        let params = Params::from_query(Some("+action=logout"));
+        assert_eq!(params.action(), "logout", "leading spaces are dropped");
+        let params = Params::from_query(Some("assert.user=x&a%20b=y"));
+        assert_eq!(params.get("assert_user"), Some("x"));
+        assert_eq!(params.get("a_b"), Some("y"));
+        let params = Params::from_query(Some("Action=logout"));
+        assert_eq!(params.action(), "help", "names are case-sensitive");
+    }
+
+    #[test]
+    fn array_syntax_hides_a_scalar() {
+        let params = Params::from_query(Some("action=logout&action[]=x"));
+        assert_eq!(params.get("action"), None);
+        assert!(params.contains("action"));
+        assert_eq!(params.every("action").collect::<Vec<_>>(), ["logout"]);
+        let params = Params::from_query(Some("action[=logout"));
+        assert_eq!(params.get("action_"), Some("logout"));
+    }
+
+    #[test]
+    fn multipart_fields_count_but_files_do_not() {
+        let body = "--XyZ\r\n\
+            Content-Disposition: form-data; name=\"action\"\r\n\r\n\
+            query\r\n\
+            --XyZ\r\n\
+            Content-Disposition: form-data; name=\"action\"; filename=\"a.txt\"\r\n\r\n\
+            edit\r\n\
+            --XyZ\r\n\
+            Content-Disposition: form-data; name=\"action\"\r\n\r\n\
+            logout\r\n\
+            --XyZ--\r\n";
+        let params = post("", "multipart/form-data; boundary=XyZ", body);
+        assert_eq!(params.action(), "logout");
+        assert_eq!(
+            params.every("action").collect::<Vec<_>>(),
+            ["query", "logout"]
+        );
+    }
+
+    #[test]
+    fn malformed_multipart_is_an_error() {
+        let kind = BodyKind::of(&Method::POST, Some("multipart/form-data; boundary=XyZ"));
+        let body = Bytes::from_static(
+            b"--XyZ\r\nContent-Disposition: form-data; name=\"a\"\r\n\r\nunterminated",
+        );
+        let result = futures_executor_block_on(Params::from_request(None, &kind, &body));
+        assert!(result.is_err());
+    }
+
+    #[test]
+    fn multi_values_split_on_pipe_or_unit_separator() {
+        assert_eq!(
+            multi_values("csrf|login").collect::<Vec<_>>(),
+            ["csrf", "login"]
+        );
+        assert_eq!(
+            multi_values("\u{1f}a|b\u{1f}login").collect::<Vec<_>>(),
+            ["a|b", "login"]
+        );
+    }
+}

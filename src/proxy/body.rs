@@ -1,0 +1,88 @@
+//! Client request bodies: kept in memory up to a limit so the request can
+//! be replayed after a re-login, streamed through beyond it.
+
+use bytes::{Bytes, BytesMut};
+use futures_util::StreamExt;
+use http_body::Body as _;
+use http_body_util::BodyExt;
+use hyper::body::Incoming;
+
+#[derive(Debug)]
+pub(super) enum RequestBody {
+    /// The whole body, replayable as often as needed.
+    Buffered(Bytes),
+    /// What was read before the limit was passed, then the rest, unread.
+    /// It can be sent once.
+    Streaming {
+        prefix: Bytes,
+        rest: Incoming,
+        /// The client's declared length, passed on so the wiki need not
+        /// accept a chunked upload.
+        length: Option<u64>,
+    },
+    /// A streaming body that has been sent already.
+    Spent,
+}
+
+impl RequestBody {
+    /// Reads up to `limit` bytes. A body declared larger than the limit is
+    /// not read at all here.
+    pub(super) async fn read(mut body: Incoming, limit: usize) -> Result<Self, hyper::Error> {
+        let length = body.size_hint().exact();
+        if length.is_some_and(|length| length > limit as u64) {
+            return Ok(RequestBody::Streaming {
+                prefix: Bytes::new(),
+                rest: body,
+                length,
+            });
+        }
+        let mut buffer = BytesMut::new();
+        while let Some(frame) = body.frame().await {
+            // Trailers have no meaning for api.php; only data is kept.
+            if let Ok(data) = frame?.into_data() {
+                buffer.extend_from_slice(&data);
+                if buffer.len() > limit {
+                    return Ok(RequestBody::Streaming {
+                        prefix: buffer.freeze(),
+                        rest: body,
+                        length,
+                    });
+                }
+            }
+        }
+        Ok(RequestBody::Buffered(buffer.freeze()))
+    }
+
+    pub(super) fn is_replayable(&self) -> bool {
+        matches!(self, RequestBody::Buffered(_))
+    }
+
+    pub(super) fn buffered(&self) -> Option<&Bytes> {
+        match self {
+            RequestBody::Buffered(bytes) => Some(bytes),
+            _ => None,
+        }
+    }
+
+    /// The body for one upstream request and its length if known; a
+    /// streaming body is handed over and cannot be sent again.
+    pub(super) fn take_for_upstream(&mut self) -> (reqwest::Body, Option<u64>) {
+        match std::mem::replace(self, RequestBody::Spent) {
+            RequestBody::Buffered(bytes) => {
+                let length = bytes.len() as u64;
+                *self = RequestBody::Buffered(bytes.clone());
+                (reqwest::Body::from(bytes), Some(length))
+            }
+            RequestBody::Streaming {
+                prefix,
+                rest,
+                length,
+            } => {
+                let stream = futures_util::stream::once(async move { Ok(prefix) })
+                    .chain(rest.into_data_stream());
+                (reqwest::Body::wrap_stream(stream), length)
+            }
+            RequestBody::Spent => (reqwest::Body::from(Bytes::new()), Some(0)),
+        }
+    }
+}

@@ -1,0 +1,298 @@
+//! The forwarding pipeline for one `api.php` request: read the parameters
+//! as MediaWiki will, refuse what must not pass, attach the session and
+//! `assertuser`, send, and on a lost session log in again (once, shared) and
+//! replay. Responses stream back untouched but for their headers: the
+//! decision needs only the `MediaWiki-API-Error` header, never the body.
+
+mod body;
+mod guard;
+mod headers;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use http::header::{CONTENT_LENGTH, CONTENT_TYPE, COOKIE, SET_COOKIE, USER_AGENT};
+use http::{HeaderValue, Request, Response, StatusCode, Version};
+use http_body_util::BodyExt;
+use hyper::body::Incoming;
+use tokio::time::Instant;
+use url::Url;
+
+use crate::config::Settings;
+use crate::error::{ProxyError, ResponseBody, json_response};
+use crate::mediawiki::answers::{self, API_ERROR_HEADER};
+use crate::mediawiki::params::{BodyKind, Params};
+use crate::session::{Session, SessionManager};
+use crate::telemetry::{Metrics, StatusLabels};
+use body::RequestBody;
+use guard::Refusal;
+
+/// Longest `action` value written to the request log; it is client input.
+const MAX_LOGGED_ACTION: usize = 40;
+
+#[derive(Debug)]
+pub struct Proxy {
+    http: reqwest::Client,
+    api_url: Url,
+    sessions: Arc<SessionManager>,
+    metrics: Arc<Metrics>,
+    max_replay_body_bytes: usize,
+    timeout: Duration,
+    /// Appended to the client's own User-Agent so the wiki always sees the
+    /// operator's contact details.
+    user_agent: String,
+}
+
+/// What a forwarded request came to, for the request log.
+struct Outcome {
+    response: Response<ResponseBody>,
+    action: String,
+    replayed: bool,
+}
+
+impl Proxy {
+    pub fn new(
+        settings: &Settings,
+        http: reqwest::Client,
+        sessions: Arc<SessionManager>,
+        metrics: Arc<Metrics>,
+    ) -> Self {
+        Self {
+            http,
+            api_url: settings.wiki.api_url.clone(),
+            sessions,
+            metrics,
+            max_replay_body_bytes: settings.server.max_replay_body_bytes,
+            timeout: settings.wiki.timeout,
+            user_agent: settings.wiki.user_agent.clone(),
+        }
+    }
+
+    pub async fn handle(&self, request: Request<Incoming>) -> Response<ResponseBody> {
+        let started = Instant::now();
+        let method = request.method().clone();
+        let (response, action, replayed) = match self.forward(request).await {
+            Ok(outcome) => (outcome.response, outcome.action, outcome.replayed),
+            Err((err, action)) => (err.into_response(), action, false),
+        };
+        let elapsed = started.elapsed();
+        let status = response.status().as_u16();
+        self.metrics
+            .requests
+            .get_or_create(&StatusLabels { status })
+            .inc();
+        self.metrics.request_duration.observe(elapsed.as_secs_f64());
+        tracing::info!(
+            target: "mw_auth_proxy::request",
+            %method,
+            action = %action,
+            status,
+            duration_ms = elapsed.as_millis() as u64,
+            replayed,
+        );
+        response
+    }
+
+    async fn forward(&self, request: Request<Incoming>) -> Result<Outcome, (ProxyError, String)> {
+        let (parts, body) = request.into_parts();
+        let unknown_action = || "?".to_owned();
+        let content_type = parts
+            .headers
+            .get(CONTENT_TYPE)
+            .and_then(|value| value.to_str().ok());
+        let kind = BodyKind::of(&parts.method, content_type);
+        let mut body = RequestBody::read(body, self.max_replay_body_bytes)
+            .await
+            .map_err(|err| (ProxyError::BadRequest(err.to_string()), unknown_action()))?;
+        let params = self
+            .read_params(parts.uri.query(), &kind, &body)
+            .await
+            .map_err(|err| (err, unknown_action()))?;
+        let action = loggable(params.action());
+        if let Some(refusal) = guard::check(&params, &parts.headers) {
+            return refuse(refusal, action);
+        }
+        // A client that asserts on its own keeps its choice; everyone else
+        // gets `assertuser`, so a lost session fails loudly instead of
+        // quietly running as an anonymous user.
+        let add_assert = !params.contains("assert") && !params.contains("assertuser");
+
+        let mut session = self
+            .sessions
+            .current()
+            .await
+            .map_err(|err| (err.into(), action.clone()))?;
+        let mut replayed = false;
+        loop {
+            let upstream = self
+                .send(&parts, &mut body, &session, add_assert)
+                .await
+                .map_err(|err| (err, action.clone()))?;
+            let lost = self.session_lost_by(&upstream, &session);
+            if lost.replayable && body.is_replayable() && !replayed {
+                session = self
+                    .sessions
+                    .replace(session.generation)
+                    .await
+                    .map_err(|err| (err.into(), action.clone()))?;
+                self.metrics.replays.inc();
+                replayed = true;
+                continue;
+            }
+            return Ok(Outcome {
+                response: client_response(upstream),
+                action,
+                replayed,
+            });
+        }
+    }
+
+    async fn read_params(
+        &self,
+        query: Option<&str>,
+        kind: &BodyKind,
+        body: &RequestBody,
+    ) -> Result<Params, ProxyError> {
+        match (body.buffered(), kind) {
+            (Some(bytes), _) => Params::from_request(query, kind, bytes)
+                .await
+                .map_err(|err| ProxyError::BadRequest(err.to_string())),
+            (None, BodyKind::Opaque) => Ok(Params::from_query(query)),
+            // Parameters the proxy cannot read could hide `action=logout`.
+            (None, BodyKind::UrlEncoded | BodyKind::Multipart { .. }) => {
+                Err(ProxyError::BodyTooLarge(self.max_replay_body_bytes))
+            }
+        }
+    }
+
+    async fn send(
+        &self,
+        parts: &http::request::Parts,
+        body: &mut RequestBody,
+        session: &Session,
+        add_assert: bool,
+    ) -> Result<reqwest::Response, ProxyError> {
+        let mut url = self.api_url.clone();
+        let query = match (parts.uri.query(), add_assert) {
+            (Some(query), true) if !query.is_empty() => {
+                Some(format!("{query}&{}", session.assert_param()))
+            }
+            (_, true) => Some(session.assert_param().to_owned()),
+            (query, false) => query.map(str::to_owned),
+        };
+        url.set_query(query.as_deref());
+
+        let mut headers = headers::upstream_request_headers(&parts.headers);
+        if let Some(cookies) = session.cookie_header() {
+            headers.insert(COOKIE, cookies.clone());
+        }
+        headers.insert(USER_AGENT, self.user_agent_for(&parts.headers));
+        let (upstream_body, length) = body.take_for_upstream();
+        if let Some(length) = length {
+            headers.insert(CONTENT_LENGTH, HeaderValue::from(length));
+        }
+        let request = self
+            .http
+            .request(parts.method.clone(), url)
+            .headers(headers)
+            .body(upstream_body)
+            .send();
+        match tokio::time::timeout(self.timeout, request).await {
+            Err(_) => Err(ProxyError::WikiTimeout(self.timeout.as_secs())),
+            Ok(Err(err)) if err.is_timeout() => {
+                Err(ProxyError::WikiTimeout(self.timeout.as_secs()))
+            }
+            Ok(Err(err)) => Err(ProxyError::WikiUnreachable(error_chain(&err.without_url()))),
+            Ok(Ok(response)) => Ok(response),
+        }
+    }
+
+    fn user_agent_for(&self, client: &http::HeaderMap) -> HeaderValue {
+        let combined = client
+            .get(USER_AGENT)
+            .and_then(|agent| agent.to_str().ok())
+            .filter(|agent| !agent.is_empty())
+            .map(|agent| format!("{agent} {}", self.user_agent));
+        combined
+            .and_then(|agent| HeaderValue::from_str(&agent).ok())
+            .or_else(|| HeaderValue::from_str(&self.user_agent).ok())
+            .unwrap_or_else(|| HeaderValue::from_static("mw-auth-proxy"))
+    }
+
+    /// Reads what the answer says about the session, from headers alone, and
+    /// keeps any cookies it sets.
+    fn session_lost_by(&self, upstream: &reqwest::Response, session: &Session) -> SessionLoss {
+        let ended = self.sessions.absorb_cookies(
+            session.generation,
+            upstream.headers().get_all(SET_COOKIE).iter(),
+        );
+        let lost_by_code = upstream
+            .headers()
+            .get(API_ERROR_HEADER)
+            .and_then(|value| value.to_str().ok())
+            .is_some_and(|codes| {
+                answers::error_codes(codes).any(|code| answers::means_session_lost(code, true))
+            });
+        if lost_by_code {
+            self.sessions.report_lost(session.generation);
+        }
+        SessionLoss {
+            // Only an error that stopped the request before it ran makes a
+            // replay safe; a deleted cookie alone says nothing about that.
+            replayable: lost_by_code,
+            lost: lost_by_code || ended,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+struct SessionLoss {
+    replayable: bool,
+    #[allow(dead_code)]
+    lost: bool,
+}
+
+fn refuse(refusal: Refusal, action: String) -> Result<Outcome, (ProxyError, String)> {
+    match refusal {
+        Refusal::Logout => Ok(Outcome {
+            // What MediaWiki answers to a logout; the shared session lives on.
+            response: json_response(StatusCode::OK, "{}".to_owned()),
+            action,
+            replayed: false,
+        }),
+        Refusal::LoginManaged(what) => Err((ProxyError::LoginManaged(what), action)),
+        Refusal::CookiesIgnored(what) => Err((ProxyError::CookiesIgnored(what), action)),
+    }
+}
+
+/// The wiki's answer as the client gets it: same status, headers less the
+/// hop-by-hop ones and every cookie, body streamed.
+fn client_response(upstream: reqwest::Response) -> Response<ResponseBody> {
+    let (mut parts, body) = http::Response::from(upstream).into_parts();
+    headers::strip_response_headers(&mut parts.headers);
+    // The client's connection has its own protocol version.
+    parts.version = Version::HTTP_11;
+    parts.extensions = http::Extensions::new();
+    Response::from_parts(parts, body.map_err(Into::into).boxed_unsync())
+}
+
+fn loggable(action: &str) -> String {
+    action
+        .chars()
+        .take(MAX_LOGGED_ACTION)
+        .map(|c| if c.is_control() { '?' } else { c })
+        .collect()
+}
+
+/// An error with its causes, for a message that says what really failed
+/// (reqwest's top-level message is only "error sending request").
+fn error_chain(err: &dyn std::error::Error) -> String {
+    let mut message = err.to_string();
+    let mut source = err.source();
+    while let Some(cause) = source {
+        message.push_str(": ");
+        message.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    message
+}

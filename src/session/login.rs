@@ -1,0 +1,209 @@
+//! The bot-password login flow: login token, `action=login`, then a check
+//! with `meta=userinfo` that the wiki really sees the session. Every request
+//! starts from an empty cookie jar and carries no `assert`, `assertuser` or
+//! `maxlag`: those make a login fail or loop.
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures_util::StreamExt;
+use http::header::{CONTENT_TYPE, COOKIE, SET_COOKIE};
+use tokio::time::Instant;
+use url::Url;
+
+use super::jar::CookieJar;
+use crate::config::LoginSettings;
+use crate::mediawiki::answers::{self, AnswerError, LoginAnswer};
+
+/// Login answers are small; anything bigger is not api.php.
+const MAX_ANSWER_BYTES: usize = 1024 * 1024;
+
+/// A session the wiki has confirmed.
+#[derive(Debug, Clone)]
+pub struct Established {
+    /// The user name as the wiki spells it, for `assertuser`.
+    pub user: String,
+    pub jar: CookieJar,
+}
+
+/// Why a login did not give a session. Messages are shown to operators
+/// (`/readyz`, logs) and never carry the password or a cookie.
+#[derive(Debug, thiserror::Error)]
+pub enum LoginError {
+    #[error("the wiki is unreachable: {0}")]
+    Unreachable(#[source] reqwest::Error),
+    #[error("the wiki answered HTTP {status} to the {step} request")]
+    HttpStatus { step: &'static str, status: u16 },
+    #[error("unexpected answer to the {step} request: {source}")]
+    Answer {
+        step: &'static str,
+        #[source]
+        source: AnswerError,
+    },
+    #[error("the wiki refused the login: {0}")]
+    Rejected(String),
+    #[error("the wiki throttled the login: {reason}")]
+    Throttled { wait: Duration, reason: String },
+    #[error("the wiki refused the login token twice: {0}")]
+    TokenRefused(String),
+    #[error(
+        "the login succeeded but the wiki does not see the session (it says the user is `{0}`); check its cookie settings, e.g. $wgCookieSecure on a plain-http wiki"
+    )]
+    SessionNotKept(String),
+}
+
+impl LoginError {
+    /// How long the wiki asked us to wait, when it said.
+    pub fn wait_asked(&self) -> Option<Duration> {
+        match self {
+            LoginError::Throttled { wait, .. } => Some(*wait),
+            _ => None,
+        }
+    }
+}
+
+/// Logs in to one wiki with a bot password.
+#[derive(Debug, Clone)]
+pub struct BotPasswordLogin {
+    http: reqwest::Client,
+    api_url: Url,
+    credentials: LoginSettings,
+}
+
+impl BotPasswordLogin {
+    pub fn new(http: reqwest::Client, api_url: Url, credentials: LoginSettings) -> Self {
+        Self {
+            http,
+            api_url,
+            credentials,
+        }
+    }
+
+    /// One full login. A refused token is retried once from scratch, as
+    /// MediaWiki asks; every other failure is returned for the caller to
+    /// back off on.
+    pub async fn log_in(&self) -> Result<Established, LoginError> {
+        let mut retried = false;
+        loop {
+            let mut jar = CookieJar::default();
+            let token = self.login_token(&mut jar).await?;
+            match self.submit(&mut jar, &token).await? {
+                LoginAnswer::Success { user } => {
+                    self.confirm(&mut jar, &user).await?;
+                    return Ok(Established { user, jar });
+                }
+                LoginAnswer::FreshTokenNeeded { reason } if !retried => {
+                    tracing::info!(%reason, "login token refused; starting over once");
+                    retried = true;
+                }
+                LoginAnswer::FreshTokenNeeded { reason } => {
+                    return Err(LoginError::TokenRefused(reason));
+                }
+                LoginAnswer::Throttled { wait, reason } => {
+                    return Err(LoginError::Throttled { wait, reason });
+                }
+                LoginAnswer::Rejected { reason } => return Err(LoginError::Rejected(reason)),
+            }
+        }
+    }
+
+    async fn login_token(&self, jar: &mut CookieJar) -> Result<String, LoginError> {
+        let step = "login token";
+        let url = self.url(&[("action", "query"), ("meta", "tokens"), ("type", "login")]);
+        let body = self.send(step, self.http.get(url), jar).await?;
+        answers::login_token(&body).map_err(|source| LoginError::Answer { step, source })
+    }
+
+    async fn submit(&self, jar: &mut CookieJar, token: &str) -> Result<LoginAnswer, LoginError> {
+        let step = "login";
+        // Credentials only ever travel in a POST body: MediaWiki refuses them
+        // in the query string (`mustpostparams`), and URLs end up in logs.
+        let form = form_urlencoded::Serializer::new(String::new())
+            .append_pair("action", "login")
+            .append_pair("lgname", &self.credentials.username)
+            .append_pair("lgpassword", self.credentials.password.expose())
+            .append_pair("lgtoken", token)
+            .append_pair("format", "json")
+            .append_pair("formatversion", "2")
+            .append_pair("errorformat", "plaintext")
+            .finish();
+        let request = self
+            .http
+            .post(self.api_url.clone())
+            .header(CONTENT_TYPE, "application/x-www-form-urlencoded")
+            .body(form);
+        let body = self.send(step, request, jar).await?;
+        answers::login_answer(&body).map_err(|source| LoginError::Answer { step, source })
+    }
+
+    async fn confirm(&self, jar: &mut CookieJar, user: &str) -> Result<(), LoginError> {
+        let step = "userinfo";
+        let url = self.url(&[("action", "query"), ("meta", "userinfo")]);
+        let body = self.send(step, self.http.get(url), jar).await?;
+        let info =
+            answers::user_info(&body).map_err(|source| LoginError::Answer { step, source })?;
+        if info.is_anonymous() || info.name != user {
+            return Err(LoginError::SessionNotKept(info.name));
+        }
+        Ok(())
+    }
+
+    fn url(&self, params: &[(&str, &str)]) -> Url {
+        let mut url = self.api_url.clone();
+        url.query_pairs_mut()
+            .extend_pairs(params)
+            .append_pair("format", "json")
+            .append_pair("formatversion", "2")
+            .append_pair("errorformat", "plaintext");
+        url
+    }
+
+    /// Sends one login-flow request with the jar's cookies, keeps the cookies
+    /// it sets, and returns its (bounded) body.
+    async fn send(
+        &self,
+        step: &'static str,
+        request: reqwest::RequestBuilder,
+        jar: &mut CookieJar,
+    ) -> Result<Bytes, LoginError> {
+        let request = match jar.header() {
+            Some(cookies) => request.header(COOKIE, cookies),
+            None => request,
+        };
+        let response = request
+            .send()
+            .await
+            .map_err(|err| LoginError::Unreachable(err.without_url()))?;
+        let now = Instant::now();
+        for set_cookie in response.headers().get_all(SET_COOKIE) {
+            jar.apply(set_cookie.as_bytes(), now);
+        }
+        let status = response.status();
+        if !status.is_success() {
+            return Err(LoginError::HttpStatus {
+                step,
+                status: status.as_u16(),
+            });
+        }
+        read_bounded(response, step).await
+    }
+}
+
+async fn read_bounded(
+    response: reqwest::Response,
+    step: &'static str,
+) -> Result<Bytes, LoginError> {
+    let mut body = Vec::new();
+    let mut stream = response.bytes_stream();
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk.map_err(|err| LoginError::Unreachable(err.without_url()))?;
+        if body.len() + chunk.len() > MAX_ANSWER_BYTES {
+            return Err(LoginError::Answer {
+                step,
+                source: AnswerError::Unexpected("answer larger than 1 MiB".into()),
+            });
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body.into())
+}

@@ -1,0 +1,384 @@
+//! The bot's session: who holds it, when it is replaced, and how everyone
+//! waiting for a new one gets the same one.
+//!
+//! One background task (the driver) does every login, so at most one login
+//! is ever in flight and parallel logins cannot invalidate each other's
+//! tokens. Requests read the current [`Session`] from a `watch` channel.
+//! Each session carries a generation number: a request that failed with
+//! generation `n` reports "`n` is lost", which starts a login only if `n` is
+//! still current, then waits for any generation above `n` (the
+//! single-flight refresh of smithy-rs's expiring cache and oauth2-proxy).
+
+pub mod jar;
+pub mod login;
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use futures_util::future::BoxFuture;
+use http::HeaderValue;
+use tokio::sync::watch;
+use tokio::time::Instant;
+
+use crate::telemetry::Metrics;
+use jar::{CookieChange, CookieJar};
+use login::{BotPasswordLogin, Established, LoginError};
+
+/// The first retry after a failed login waits this long, doubling up to
+/// [`MAX_BACKOFF`].
+const FIRST_BACKOFF: Duration = Duration::from_secs(1);
+const MAX_BACKOFF: Duration = Duration::from_secs(300);
+/// The wiki may ask for a long wait when throttling; never sleep longer.
+const MAX_THROTTLE_WAIT: Duration = Duration::from_secs(3600);
+/// A session lost sooner than this after its login counts as suspicious: a
+/// wiki that drops every session at once must not get one login per request.
+const SHORT_SESSION: Duration = Duration::from_secs(5);
+
+/// Something that can produce a fresh session; the bot-password flow in
+/// production, a script in tests.
+pub trait Authenticator: Send + Sync + 'static {
+    fn log_in(&self) -> BoxFuture<'_, Result<Established, LoginError>>;
+}
+
+impl Authenticator for BotPasswordLogin {
+    fn log_in(&self) -> BoxFuture<'_, Result<Established, LoginError>> {
+        Box::pin(BotPasswordLogin::log_in(self))
+    }
+}
+
+/// A logged-in session, immutable: cookie updates make a new value with the
+/// same generation.
+#[derive(Debug)]
+pub struct Session {
+    pub generation: u64,
+    /// The user name as the wiki spells it.
+    pub user: String,
+    pub logged_in_since: SystemTime,
+    jar: CookieJar,
+    /// Prepared once: the jar's `Cookie` header, valid until `header_expires`.
+    cookie_header: Option<HeaderValue>,
+    header_expires: Option<Instant>,
+    /// Prepared once: `assertuser=<user>`, urlencoded.
+    assert_param: String,
+}
+
+impl Session {
+    fn new(generation: u64, user: String, logged_in_since: SystemTime, mut jar: CookieJar) -> Self {
+        jar.remove_expired(Instant::now());
+        let assert_param = form_urlencoded::Serializer::new(String::new())
+            .append_pair("assertuser", &user)
+            .finish();
+        Self {
+            generation,
+            cookie_header: jar.header(),
+            header_expires: jar.next_expiry(),
+            jar,
+            user,
+            logged_in_since,
+            assert_param,
+        }
+    }
+
+    fn with_jar(&self, jar: CookieJar) -> Self {
+        Self::new(
+            self.generation,
+            self.user.clone(),
+            self.logged_in_since,
+            jar,
+        )
+    }
+
+    /// The `Cookie` header to send upstream.
+    pub fn cookie_header(&self) -> Option<&HeaderValue> {
+        self.cookie_header.as_ref()
+    }
+
+    /// `assertuser=<user>`, ready to append to a query string.
+    pub fn assert_param(&self) -> &str {
+        &self.assert_param
+    }
+
+    fn header_is_stale(&self, now: Instant) -> bool {
+        self.header_expires.is_some_and(|expires| expires <= now)
+    }
+
+    #[cfg(test)]
+    pub(crate) fn jar(&self) -> &CookieJar {
+        &self.jar
+    }
+}
+
+/// Where the session stands, as requests and `/readyz` see it.
+#[derive(Debug, Clone)]
+pub enum SessionStatus {
+    /// A login is under way; requests wait for it.
+    LoggingIn,
+    Ready(Arc<Session>),
+    /// The last login failed; the next is scheduled. Requests fail fast.
+    NotReady {
+        reason: String,
+    },
+}
+
+/// Why a request cannot have a session now.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("not logged in: {reason}")]
+pub struct NotReady {
+    pub reason: String,
+}
+
+#[derive(Debug)]
+pub struct SessionManager {
+    status: watch::Sender<SessionStatus>,
+    metrics: Arc<Metrics>,
+}
+
+impl SessionManager {
+    /// Starts the login driver. It runs until the manager is dropped.
+    pub fn start(authenticator: Arc<dyn Authenticator>, metrics: Arc<Metrics>) -> Arc<Self> {
+        let (status, _) = watch::channel(SessionStatus::LoggingIn);
+        let manager = Arc::new(Self { status, metrics });
+        let driver = Driver {
+            manager: Arc::downgrade(&manager),
+            status: manager.status.subscribe(),
+            authenticator,
+            metrics: manager.metrics.clone(),
+        };
+        tokio::spawn(driver.run());
+        manager
+    }
+
+    pub fn status(&self) -> SessionStatus {
+        self.status.borrow().clone()
+    }
+
+    /// The session to use now, waiting for a login under way; fails at once
+    /// while logins are failing.
+    pub async fn current(&self) -> Result<Arc<Session>, NotReady> {
+        let session = self.wait_for(|_| true).await?;
+        if !session.header_is_stale(Instant::now()) {
+            return Ok(session);
+        }
+        // A cookie such as `UseDC` ran out: prepare a new header once, for
+        // everyone, instead of filtering on every request.
+        self.refresh_expired(session.generation);
+        self.wait_for(|_| true).await
+    }
+
+    /// Reports that `generation` no longer works and waits for a newer one.
+    /// However many requests report the same generation, one login runs.
+    pub async fn replace(&self, generation: u64) -> Result<Arc<Session>, NotReady> {
+        self.report_lost(generation);
+        self.wait_for(|session| session.generation > generation)
+            .await
+    }
+
+    /// Marks `generation` lost if it is still the current one.
+    pub fn report_lost(&self, generation: u64) {
+        let lost = self.status.send_if_modified(|status| match status {
+            SessionStatus::Ready(session) if session.generation == generation => {
+                *status = SessionStatus::LoggingIn;
+                true
+            }
+            _ => false,
+        });
+        if lost {
+            self.metrics.relogins.inc();
+            tracing::info!(generation, "session lost; logging in again");
+        }
+    }
+
+    /// Applies `Set-Cookie` headers from a response made with `generation`.
+    /// Cookies from an older session are ignored: they must not overwrite
+    /// the new one. Returns whether the response ended the session.
+    pub fn absorb_cookies<'a>(
+        &self,
+        generation: u64,
+        set_cookies: impl Iterator<Item = &'a HeaderValue>,
+    ) -> bool {
+        let mut ended = false;
+        let now = Instant::now();
+        self.status.send_if_modified(|status| {
+            let SessionStatus::Ready(session) = status else {
+                return false;
+            };
+            if session.generation != generation {
+                return false;
+            }
+            let mut jar = session.jar.clone();
+            let mut changed = false;
+            for value in set_cookies {
+                match jar.apply(value.as_bytes(), now) {
+                    CookieChange::Unchanged => {}
+                    CookieChange::Set | CookieChange::Removed => changed = true,
+                    CookieChange::SessionEnded => ended = true,
+                }
+            }
+            if changed && !ended {
+                *status = SessionStatus::Ready(Arc::new(session.with_jar(jar)));
+            }
+            changed && !ended
+        });
+        if ended {
+            self.report_lost(generation);
+        }
+        ended
+    }
+
+    fn refresh_expired(&self, generation: u64) {
+        self.status.send_if_modified(|status| match status {
+            SessionStatus::Ready(session)
+                if session.generation == generation && session.header_is_stale(Instant::now()) =>
+            {
+                *status = SessionStatus::Ready(Arc::new(session.with_jar(session.jar.clone())));
+                true
+            }
+            _ => false,
+        });
+    }
+
+    async fn wait_for(
+        &self,
+        mut accept: impl FnMut(&Session) -> bool,
+    ) -> Result<Arc<Session>, NotReady> {
+        let mut status = self.status.subscribe();
+        loop {
+            match &*status.borrow_and_update() {
+                SessionStatus::Ready(session) if accept(session) => return Ok(session.clone()),
+                SessionStatus::NotReady { reason } => {
+                    return Err(NotReady {
+                        reason: reason.clone(),
+                    });
+                }
+                _ => {}
+            }
+            if status.changed().await.is_err() {
+                return Err(NotReady {
+                    reason: "shutting down".into(),
+                });
+            }
+        }
+    }
+}
+
+/// The background task that performs every login.
+struct Driver {
+    /// Weak, so dropping the manager ends the driver.
+    manager: std::sync::Weak<SessionManager>,
+    status: watch::Receiver<SessionStatus>,
+    authenticator: Arc<dyn Authenticator>,
+    metrics: Arc<Metrics>,
+}
+
+impl Driver {
+    async fn run(mut self) {
+        let mut generation = 0;
+        let mut failures = 0u32;
+        let mut short_sessions = 0u32;
+        loop {
+            let started = Instant::now();
+            let outcome = self.authenticator.log_in().await;
+            let Some(manager) = self.manager.upgrade() else {
+                return;
+            };
+            match outcome {
+                Ok(established) => {
+                    failures = 0;
+                    generation += 1;
+                    self.metrics.login_succeeded();
+                    tracing::info!(user = %established.user, generation, "logged in");
+                    let session = Session::new(
+                        generation,
+                        established.user,
+                        SystemTime::now(),
+                        established.jar,
+                    );
+                    manager
+                        .status
+                        .send_replace(SessionStatus::Ready(Arc::new(session)));
+                }
+                Err(err) => {
+                    failures += 1;
+                    self.metrics.login_failed();
+                    let delay = failure_delay(&err, failures);
+                    tracing::warn!(error = %err, retry_in_secs = delay.as_secs(), "login failed");
+                    manager.status.send_replace(SessionStatus::NotReady {
+                        reason: err.to_string(),
+                    });
+                    drop(manager);
+                    tokio::time::sleep(delay).await;
+                    if !self.set_logging_in() {
+                        return;
+                    }
+                    continue;
+                }
+            }
+            drop(manager);
+            // Wait until a request reports the session lost.
+            if self
+                .status
+                .wait_for(|status| matches!(status, SessionStatus::LoggingIn))
+                .await
+                .is_err()
+            {
+                return;
+            }
+            if started.elapsed() < SHORT_SESSION {
+                short_sessions += 1;
+                let delay = backoff(short_sessions);
+                tracing::warn!(
+                    retry_in_secs = delay.as_secs(),
+                    "the session was lost right after logging in; slowing down"
+                );
+                if !self.set_not_ready(format!(
+                    "the wiki dropped {short_sessions} session(s) within {}s of logging in; next login in {}s",
+                    SHORT_SESSION.as_secs(),
+                    delay.as_secs()
+                )) {
+                    return;
+                }
+                tokio::time::sleep(delay).await;
+                if !self.set_logging_in() {
+                    return;
+                }
+            } else {
+                short_sessions = 0;
+            }
+        }
+    }
+
+    /// Returns false once the manager is gone.
+    fn set_logging_in(&self) -> bool {
+        self.set(SessionStatus::LoggingIn)
+    }
+
+    fn set_not_ready(&self, reason: String) -> bool {
+        self.set(SessionStatus::NotReady { reason })
+    }
+
+    fn set(&self, status: SessionStatus) -> bool {
+        match self.manager.upgrade() {
+            Some(manager) => {
+                manager.status.send_replace(status);
+                true
+            }
+            None => false,
+        }
+    }
+}
+
+fn failure_delay(err: &LoginError, failures: u32) -> Duration {
+    match err.wait_asked() {
+        Some(wait) => wait.clamp(FIRST_BACKOFF, MAX_THROTTLE_WAIT),
+        None => backoff(failures),
+    }
+}
+
+/// 1 s, 2 s, 4 s ... capped at five minutes.
+fn backoff(attempt: u32) -> Duration {
+    let doublings = attempt.saturating_sub(1).min(16);
+    (FIRST_BACKOFF * 2u32.pow(doublings)).min(MAX_BACKOFF)
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,139 @@
+//! Metrics (Prometheus text format at `/metrics`) and log set-up. Metric
+//! handles are cheap atomics, so the request path only increments.
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct LoginLabels {
+    /// `success` or `failure`.
+    pub result: &'static str,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct StatusLabels {
+    pub status: u16,
+}
+
+#[derive(Debug)]
+pub struct Metrics {
+    registry: Registry,
+    pub logins: Family<LoginLabels, Counter>,
+    pub relogins: Counter,
+    pub replays: Counter,
+    pub requests: Family<StatusLabels, Counter>,
+    pub request_duration: Histogram,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    pub fn new() -> Self {
+        let mut registry = Registry::with_prefix("mw_auth_proxy");
+        let logins = Family::<LoginLabels, Counter>::default();
+        // Both series exist from the start so alerts can use rate() at once.
+        let _ = logins.get_or_create(&LoginLabels { result: "success" });
+        let _ = logins.get_or_create(&LoginLabels { result: "failure" });
+        registry.register(
+            "logins",
+            "Login attempts against the wiki, by result",
+            logins.clone(),
+        );
+        let relogins = Counter::default();
+        registry.register(
+            "relogins",
+            "Times the session was found lost and a new login was started",
+            relogins.clone(),
+        );
+        let replays = Counter::default();
+        registry.register(
+            "replays",
+            "Client requests replayed after a re-login",
+            replays.clone(),
+        );
+        let requests = Family::<StatusLabels, Counter>::default();
+        registry.register(
+            "requests",
+            "Forwarded API requests, by HTTP status returned to the client",
+            requests.clone(),
+        );
+        let request_duration = Histogram::new(exponential_buckets(0.002, 2.0, 14));
+        registry.register(
+            "request_duration_seconds",
+            "Time from a client request to its response headers",
+            request_duration.clone(),
+        );
+        Self {
+            registry,
+            logins,
+            relogins,
+            replays,
+            requests,
+            request_duration,
+        }
+    }
+
+    pub fn login_succeeded(&self) {
+        self.logins
+            .get_or_create(&LoginLabels { result: "success" })
+            .inc();
+    }
+
+    pub fn login_failed(&self) {
+        self.logins
+            .get_or_create(&LoginLabels { result: "failure" })
+            .inc();
+    }
+
+    /// The whole registry in Prometheus text format.
+    pub fn render(&self) -> String {
+        let mut text = String::new();
+        // Writing into a String cannot fail.
+        let _ = prometheus_client::encoding::text::encode(&mut text, &self.registry);
+        text
+    }
+}
+
+/// Logs to stderr, filtered by `RUST_LOG` (default `info`).
+pub fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn renders_the_documented_names() {
+        let metrics = Metrics::new();
+        metrics.login_succeeded();
+        metrics
+            .requests
+            .get_or_create(&StatusLabels { status: 200 })
+            .inc();
+        metrics.request_duration.observe(0.01);
+        let text = metrics.render();
+        for expected in [
+            "mw_auth_proxy_logins_total{result=\"success\"} 1",
+            "mw_auth_proxy_logins_total{result=\"failure\"} 0",
+            "mw_auth_proxy_relogins_total 0",
+            "mw_auth_proxy_replays_total 0",
+            "mw_auth_proxy_requests_total{status=\"200\"} 1",
+            "mw_auth_proxy_request_duration_seconds_count 1",
+        ] {
+            assert!(text.contains(expected), "missing {expected} in:\n{text}");
+        }
+    }
+}

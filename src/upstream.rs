@@ -1,0 +1,32 @@
+//! The one HTTP client that talks to the wiki, shared by the login flow and
+//! by forwarding so both reuse the same keep-alive connections.
+
+use std::time::Duration;
+
+use crate::config::WikiSettings;
+
+/// Connection attempts that take longer than this mean the wiki is down.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+#[derive(Debug, thiserror::Error)]
+#[error("cannot set up the HTTP client for the wiki: {0}")]
+pub struct ClientError(#[source] reqwest::Error);
+
+pub fn client(wiki: &WikiSettings) -> Result<reqwest::Client, ClientError> {
+    // reqwest is built without a default crypto back end; install ring's
+    // once per process (a second call only reports it is already there).
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    reqwest::Client::builder()
+        // A proxy passes redirects on; following them would hide them from
+        // the client and could carry the session cookies elsewhere.
+        .redirect(reqwest::redirect::Policy::none())
+        .connect_timeout(CONNECT_TIMEOUT)
+        .read_timeout(wiki.timeout)
+        .pool_idle_timeout(Duration::from_secs(60))
+        .user_agent(wiki.user_agent.clone())
+        // Proxy settings from the environment would send the session through
+        // a third party the operator did not name in this config.
+        .no_proxy()
+        .build()
+        .map_err(ClientError)
+}
