@@ -7,10 +7,13 @@
 mod body;
 mod guard;
 mod headers;
+mod token;
 
+use std::borrow::Cow;
 use std::sync::Arc;
 use std::time::Duration;
 
+use bytes::Bytes;
 use http::header::{CONTENT_LENGTH, CONTENT_TYPE, COOKIE, SET_COOKIE, USER_AGENT};
 use http::{HeaderValue, Request, Response, StatusCode, Version};
 use http_body_util::BodyExt;
@@ -122,10 +125,12 @@ impl Proxy {
             .current()
             .await
             .map_err(|err| (err.into(), action.clone()))?;
+        let mut query = parts.uri.query().map(Cow::Borrowed);
         let mut replayed = false;
+        let mut token_renewed = false;
         loop {
             let upstream = self
-                .send(&parts, &mut body, &session, add_assert)
+                .send(&parts, query.as_deref(), &mut body, &session, add_assert)
                 .await
                 .map_err(|err| (err, action.clone()))?;
             let lost = self.session_lost_by(&upstream, &session);
@@ -139,12 +144,87 @@ impl Proxy {
                 replayed = true;
                 continue;
             }
+            // The replay ran with the token of the session that was lost.
+            if replayed && !token_renewed && has_error(&upstream, "badtoken") {
+                token_renewed = true;
+                if let Some(renewed) = self
+                    .renew_token(&params, query.as_deref(), &kind, &body, &session)
+                    .await
+                {
+                    query = renewed.query.map(Cow::Owned).or(query);
+                    if let Some(new_body) = renewed.body {
+                        body = RequestBody::Buffered(new_body);
+                    }
+                    continue;
+                }
+            }
             return Ok(Outcome {
                 response: client_response(upstream),
                 action,
                 replayed,
             });
         }
+    }
+
+    /// A request rewritten with a token valid for `session`, if the request
+    /// carried a session token and a new one could be had.
+    async fn renew_token(
+        &self,
+        params: &Params,
+        query: Option<&str>,
+        kind: &BodyKind,
+        body: &RequestBody,
+        session: &Session,
+    ) -> Option<RenewedToken> {
+        if !token::is_session_token(params.get("token")?) {
+            return None;
+        }
+        let token_type = token::token_type(params.action());
+        let new_token = self.fetch_token(session, token_type).await?;
+        let new_query = query.and_then(|query| token::replace_in_urlencoded(query, &new_token));
+        let new_body = match (kind, body.buffered()) {
+            (BodyKind::UrlEncoded, Some(bytes)) => std::str::from_utf8(bytes)
+                .ok()
+                .and_then(|form| token::replace_in_urlencoded(form, &new_token))
+                .map(Bytes::from),
+            (BodyKind::Multipart { boundary }, Some(bytes)) => {
+                token::replace_in_multipart(bytes, boundary, &new_token)
+            }
+            _ => None,
+        };
+        if new_query.is_none() && new_body.is_none() {
+            return None;
+        }
+        tracing::debug!(token_type, "replaying with a token of the new session");
+        Some(RenewedToken {
+            query: new_query,
+            body: new_body,
+        })
+    }
+
+    async fn fetch_token(&self, session: &Session, token_type: &str) -> Option<String> {
+        let mut url = self.api_url.clone();
+        url.query_pairs_mut()
+            .append_pair("action", "query")
+            .append_pair("meta", "tokens")
+            .append_pair("type", token_type)
+            .append_pair("format", "json");
+        let mut request = self.http.get(url);
+        if let Some(cookies) = session.cookie_header() {
+            request = request.header(COOKIE, cookies.clone());
+        }
+        let response = tokio::time::timeout(self.timeout, request.send())
+            .await
+            .ok()?
+            .ok()?;
+        self.sessions.absorb_cookies(
+            session.generation,
+            response.headers().get_all(SET_COOKIE).iter(),
+        );
+        let json: serde_json::Value = response.json().await.ok()?;
+        json.pointer(&format!("/query/tokens/{token_type}token"))?
+            .as_str()
+            .map(str::to_owned)
     }
 
     async fn read_params(
@@ -168,12 +248,13 @@ impl Proxy {
     async fn send(
         &self,
         parts: &http::request::Parts,
+        query: Option<&str>,
         body: &mut RequestBody,
         session: &Session,
         add_assert: bool,
     ) -> Result<reqwest::Response, ProxyError> {
         let mut url = self.api_url.clone();
-        let query = match (parts.uri.query(), add_assert) {
+        let query = match (query, add_assert) {
             (Some(query), true) if !query.is_empty() => {
                 Some(format!("{query}&{}", session.assert_param()))
             }
@@ -243,6 +324,19 @@ impl Proxy {
             lost: lost_by_code || ended,
         }
     }
+}
+
+struct RenewedToken {
+    query: Option<String>,
+    body: Option<Bytes>,
+}
+
+fn has_error(upstream: &reqwest::Response, wanted: &str) -> bool {
+    upstream
+        .headers()
+        .get(API_ERROR_HEADER)
+        .and_then(|value| value.to_str().ok())
+        .is_some_and(|codes| answers::error_codes(codes).any(|code| code == wanted))
 }
 
 #[derive(Debug, Clone, Copy)]

@@ -31,8 +31,12 @@ const MAX_BACKOFF: Duration = Duration::from_secs(300);
 /// The wiki may ask for a long wait when throttling; never sleep longer.
 const MAX_THROTTLE_WAIT: Duration = Duration::from_secs(3600);
 /// A session lost sooner than this after its login counts as suspicious: a
-/// wiki that drops every session at once must not get one login per request.
-const SHORT_SESSION: Duration = Duration::from_secs(5);
+/// wiki that drops every session at once (or a bot refused what it asks
+/// for, which looks the same) must not get one login per request.
+const SHORT_SESSION: Duration = Duration::from_secs(1);
+/// Short sessions in a row tolerated before logins slow down; a wiki may
+/// legitimately drop a fresh session now and then.
+const SHORT_SESSIONS_TOLERATED: u32 = 2;
 
 /// Something that can produce a fresh session; the bot-password flow in
 /// production, a script in tests.
@@ -323,9 +327,13 @@ impl Driver {
             {
                 return;
             }
-            if started.elapsed() < SHORT_SESSION {
+            if started.elapsed() >= SHORT_SESSION {
+                short_sessions = 0;
+            } else if short_sessions < SHORT_SESSIONS_TOLERATED {
                 short_sessions += 1;
-                let delay = backoff(short_sessions);
+            } else {
+                short_sessions += 1;
+                let delay = backoff(short_sessions - SHORT_SESSIONS_TOLERATED);
                 tracing::warn!(
                     retry_in_secs = delay.as_secs(),
                     "the session was lost right after logging in; slowing down"
@@ -341,8 +349,6 @@ impl Driver {
                 if !self.set_logging_in() {
                     return;
                 }
-            } else {
-                short_sessions = 0;
             }
         }
     }
