@@ -439,3 +439,87 @@ async fn shutdown_lets_requests_in_flight_finish() {
             .is_err()
     );
 }
+
+fn multipart_upload(file_bytes: usize, trailing_field: Option<(&str, &str)>) -> Vec<u8> {
+    let mut body = Vec::with_capacity(file_bytes + 512);
+    body.extend_from_slice(
+        b"--Upl0ad\r\nContent-Disposition: form-data; name=\"filename\"\r\n\r\nBig.bin\r\n\
+          --Upl0ad\r\nContent-Disposition: form-data; name=\"file\"; filename=\"Big.bin\"\r\n\
+          Content-Type: application/octet-stream\r\n\r\n",
+    );
+    body.resize(body.len() + file_bytes, b'z');
+    body.extend_from_slice(b"\r\n");
+    if let Some((name, value)) = trailing_field {
+        body.extend_from_slice(
+            format!(
+                "--Upl0ad\r\nContent-Disposition: form-data; name=\"{name}\"\r\n\r\n{value}\r\n"
+            )
+            .as_bytes(),
+        );
+    }
+    body.extend_from_slice(b"--Upl0ad--\r\n");
+    body
+}
+
+#[tokio::test]
+async fn a_big_multipart_upload_streams_through_and_is_still_checked() {
+    let (wiki, proxy) = start_pair_with("[server]\nmax_replay_body_bytes = 65536\n").await;
+    let url = format!("{}?action=mockcount&format=json", proxy.api_url());
+    let upload = multipart_upload(12 * 1024 * 1024, Some(("comment", "fine")));
+    let length = upload.len();
+    let response = client()
+        .post(&url)
+        .header("content-type", "multipart/form-data; boundary=Upl0ad")
+        .body(upload)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let json: Value = response.json().await.unwrap();
+    assert_eq!(json["received"], length, "{json}");
+
+    // `action=logout` after the file part: the wiki never gets the whole
+    // request, and the client gets what a logout answers.
+    let upload = multipart_upload(12 * 1024 * 1024, Some(("action", "logout")));
+    let length = upload.len() as u64;
+    let response = client()
+        .post(&url)
+        .header("content-type", "multipart/form-data; boundary=Upl0ad")
+        .body(upload)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    assert_eq!(response.text().await.unwrap(), "{}");
+    assert_eq!(wiki.logouts(), 0);
+    assert!(
+        wiki.requests()
+            .iter()
+            .filter(|r| r.body_len == length)
+            .count()
+            == 0,
+        "the wiki received the whole refused upload"
+    );
+    // The session is untouched.
+    let (_, _, json) = get_json(&userinfo_url(&proxy)).await;
+    assert_eq!(json["query"]["userinfo"]["name"], "Admin");
+}
+
+#[tokio::test]
+async fn a_big_urlencoded_form_is_refused_rather_than_passed_unchecked() {
+    let (wiki, proxy) = start_pair_with("[server]\nmax_replay_body_bytes = 1024\n").await;
+    let form = format!("text={}&action=logout", "a".repeat(4096));
+    let response = client()
+        .post(proxy.api_url())
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(form)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 413);
+    assert_eq!(
+        response.headers()["mediawiki-api-error"],
+        "mw-auth-proxy-body-too-large"
+    );
+    assert_eq!(wiki.logouts(), 0);
+}

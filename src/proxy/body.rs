@@ -2,10 +2,16 @@
 //! be replayed after a re-login, streamed through beyond it.
 
 use bytes::{Bytes, BytesMut};
-use futures_util::StreamExt;
+use futures_util::{Stream, StreamExt};
+use http::HeaderMap;
 use http_body::Body as _;
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
+use tokio::sync::oneshot;
+
+use super::inspect::{self, Stopped};
+use crate::error::BoxError;
+use crate::mediawiki::params::Params;
 
 #[derive(Debug)]
 pub(super) enum RequestBody {
@@ -18,6 +24,11 @@ pub(super) enum RequestBody {
         rest: Incoming,
         /// The client's declared length, passed on so the wiki need not
         /// accept a chunked upload.
+        length: Option<u64>,
+    },
+    /// A streaming body made ready to send (wrapped for inspection).
+    Prepared {
+        body: reqwest::Body,
         length: Option<u64>,
     },
     /// A streaming body that has been sent already.
@@ -64,6 +75,35 @@ impl RequestBody {
         }
     }
 
+    /// Wraps a streaming multipart body so its fields are checked on the
+    /// way through; the receiver reports a stopped request.
+    pub(super) fn inspect(
+        &mut self,
+        boundary: String,
+        params: Params,
+        headers: HeaderMap,
+    ) -> Option<oneshot::Receiver<Stopped>> {
+        let RequestBody::Streaming {
+            prefix,
+            rest,
+            length,
+        } = std::mem::replace(self, RequestBody::Spent)
+        else {
+            return None;
+        };
+        let (stream, stopped) = inspect::inspected(
+            client_stream(prefix, rest).boxed(),
+            boundary,
+            params,
+            headers,
+        );
+        *self = RequestBody::Prepared {
+            body: reqwest::Body::wrap_stream(stream),
+            length,
+        };
+        Some(stopped)
+    }
+
     /// The body for one upstream request and its length if known; a
     /// streaming body is handed over and cannot be sent again.
     pub(super) fn take_for_upstream(&mut self) -> (reqwest::Body, Option<u64>) {
@@ -77,12 +117,23 @@ impl RequestBody {
                 prefix,
                 rest,
                 length,
-            } => {
-                let stream = futures_util::stream::once(async move { Ok(prefix) })
-                    .chain(rest.into_data_stream());
-                (reqwest::Body::wrap_stream(stream), length)
-            }
+            } => (
+                reqwest::Body::wrap_stream(client_stream(prefix, rest)),
+                length,
+            ),
+            RequestBody::Prepared { body, length } => (body, length),
             RequestBody::Spent => (reqwest::Body::from(Bytes::new()), Some(0)),
         }
     }
+}
+
+/// What was read before the limit, then the rest as it arrives.
+fn client_stream(
+    prefix: Bytes,
+    rest: Incoming,
+) -> impl Stream<Item = Result<Bytes, BoxError>> + Send + 'static {
+    futures_util::stream::once(async move { Ok(prefix) }).chain(
+        rest.into_data_stream()
+            .map(|chunk| chunk.map_err(BoxError::from)),
+    )
 }

@@ -7,6 +7,7 @@
 mod body;
 mod guard;
 mod headers;
+mod inspect;
 mod token;
 
 use std::borrow::Cow;
@@ -29,6 +30,7 @@ use crate::session::{Session, SessionManager};
 use crate::telemetry::{Metrics, StatusLabels};
 use body::RequestBody;
 use guard::Refusal;
+use inspect::Stopped;
 
 /// Longest `action` value written to the request log; it is client input.
 const MAX_LOGGED_ACTION: usize = 40;
@@ -125,14 +127,31 @@ impl Proxy {
             .current()
             .await
             .map_err(|err| (err.into(), action.clone()))?;
+        let mut stopped = match &kind {
+            BodyKind::Multipart { boundary } if !body.is_replayable() => {
+                body.inspect(boundary.clone(), params.clone(), parts.headers.clone())
+            }
+            _ => None,
+        };
         let mut query = parts.uri.query().map(Cow::Borrowed);
         let mut replayed = false;
         let mut token_renewed = false;
         loop {
-            let upstream = self
+            let upstream = match self
                 .send(&parts, query.as_deref(), &mut body, &session, add_assert)
                 .await
-                .map_err(|err| (err, action.clone()))?;
+            {
+                Ok(upstream) => upstream,
+                // An upload stopped by its inspection fails on the way out;
+                // the reason is the inspection's, not the wiki's.
+                Err(err) => {
+                    return match stopped.as_mut().and_then(|stopped| stopped.try_recv().ok()) {
+                        Some(Stopped::Refused(refusal)) => refuse(refusal, action),
+                        Some(Stopped::Malformed(why)) => Err((ProxyError::BadRequest(why), action)),
+                        None => Err((err, action)),
+                    };
+                }
+            };
             let lost = self.session_lost_by(&upstream, &session);
             if lost.replayable && body.is_replayable() && !replayed {
                 session = self
@@ -237,9 +256,11 @@ impl Proxy {
             (Some(bytes), _) => Params::from_request(query, kind, bytes)
                 .await
                 .map_err(|err| ProxyError::BadRequest(err.to_string())),
-            (None, BodyKind::Opaque) => Ok(Params::from_query(query)),
-            // Parameters the proxy cannot read could hide `action=logout`.
-            (None, BodyKind::UrlEncoded | BodyKind::Multipart { .. }) => {
+            // A large multipart body (an upload) is checked as it streams.
+            (None, BodyKind::Opaque | BodyKind::Multipart { .. }) => Ok(Params::from_query(query)),
+            // Parameters the proxy cannot read could hide `action=logout`;
+            // a form this large is no API request anyway.
+            (None, BodyKind::UrlEncoded) => {
                 Err(ProxyError::BodyTooLarge(self.max_replay_body_bytes))
             }
         }
