@@ -6,3 +6,4 @@
 
 pub mod in_process;
 pub mod mock_wiki;
+pub mod real_wiki;
