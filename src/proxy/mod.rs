@@ -152,8 +152,8 @@ impl Proxy {
                     };
                 }
             };
-            let lost = self.session_lost_by(&upstream, &session);
-            if lost.replayable && body.is_replayable() && !replayed {
+            let replayable = self.failed_for_want_of_session(&upstream, &session);
+            if replayable && body.is_replayable() && !replayed {
                 session = self
                     .sessions
                     .replace(session.generation)
@@ -321,10 +321,13 @@ impl Proxy {
             .unwrap_or_else(|| HeaderValue::from_static("mw-auth-proxy"))
     }
 
-    /// Reads what the answer says about the session, from headers alone, and
-    /// keeps any cookies it sets.
-    fn session_lost_by(&self, upstream: &reqwest::Response, session: &Session) -> SessionLoss {
-        let ended = self.sessions.absorb_cookies(
+    /// Reads what the answer says about the session, from headers alone,
+    /// keeps any cookies it sets, and reports a lost session to the manager.
+    /// True when the request failed for want of the session before it ran,
+    /// so replaying it is safe; a deleted session cookie alone ends the
+    /// session but says nothing about whether the request ran.
+    fn failed_for_want_of_session(&self, upstream: &reqwest::Response, session: &Session) -> bool {
+        self.sessions.absorb_cookies(
             session.generation,
             upstream.headers().get_all(SET_COOKIE).iter(),
         );
@@ -338,12 +341,7 @@ impl Proxy {
         if lost_by_code {
             self.sessions.report_lost(session.generation);
         }
-        SessionLoss {
-            // Only an error that stopped the request before it ran makes a
-            // replay safe; a deleted cookie alone says nothing about that.
-            replayable: lost_by_code,
-            lost: lost_by_code || ended,
-        }
+        lost_by_code
     }
 }
 
@@ -358,13 +356,6 @@ fn has_error(upstream: &reqwest::Response, wanted: &str) -> bool {
         .get(API_ERROR_HEADER)
         .and_then(|value| value.to_str().ok())
         .is_some_and(|codes| answers::error_codes(codes).any(|code| code == wanted))
-}
-
-#[derive(Debug, Clone, Copy)]
-struct SessionLoss {
-    replayable: bool,
-    #[allow(dead_code)]
-    lost: bool,
 }
 
 fn refuse(refusal: Refusal, action: String) -> Result<Outcome, (ProxyError, String)> {
