@@ -523,3 +523,51 @@ async fn a_big_urlencoded_form_is_refused_rather_than_passed_unchecked() {
     );
     assert_eq!(wiki.logouts(), 0);
 }
+
+#[tokio::test]
+async fn a_token_from_a_replaced_session_is_renewed_and_a_wrong_one_is_not() {
+    let (wiki, proxy) = start_pair().await;
+    let token = csrf_token(&proxy).await;
+    // Another request notices the session loss and the proxy logs in again.
+    wiki.kill_sessions();
+    let (_, _, json) = get_json(&userinfo_url(&proxy)).await;
+    assert_eq!(json["query"]["userinfo"]["name"], "Admin");
+    assert_eq!(wiki.successful_logins(), 2);
+
+    // This edit runs in the new session with the old token.
+    let api = proxy.api_url();
+    let edit = |token: String| {
+        let api = api.clone();
+        async move {
+            post_form(
+                &api,
+                &[
+                    ("action", "edit"),
+                    ("title", "Renewed"),
+                    ("text", &format!("with {}", &token[..8])),
+                    ("token", &token),
+                    ("format", "json"),
+                ],
+            )
+            .await
+        }
+    };
+    let (_, headers, json) = edit(token.clone()).await;
+    assert_eq!(json["edit"]["result"], "Success", "{json}");
+    assert!(headers.get("mediawiki-api-error").is_none());
+    assert_eq!(wiki.edits().len(), 1);
+
+    // A token the wiki never issued, dated after the login: the client's
+    // own mistake, passed back untouched.
+    let future = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+        + 3600;
+    let forged = format!("{}{future:x}+\\", "0".repeat(32));
+    let (_, headers, json) = edit(forged).await;
+    assert_eq!(headers["mediawiki-api-error"], "badtoken");
+    assert_eq!(json["error"]["code"], "badtoken");
+    assert_eq!(wiki.edits().len(), 1);
+    assert_eq!(wiki.successful_logins(), 2);
+}

@@ -163,8 +163,8 @@ impl Proxy {
                 replayed = true;
                 continue;
             }
-            // The replay ran with the token of the session that was lost.
-            if replayed && !token_renewed && has_error(&upstream, "badtoken") {
+            // A token from a session the proxy has since replaced.
+            if !token_renewed && body.is_replayable() && has_error(&upstream, "badtoken") {
                 token_renewed = true;
                 if let Some(renewed) = self
                     .renew_token(&params, query.as_deref(), &kind, &body, &session)
@@ -174,6 +174,8 @@ impl Proxy {
                     if let Some(new_body) = renewed.body {
                         body = RequestBody::Buffered(new_body);
                     }
+                    self.metrics.replays.inc();
+                    replayed = true;
                     continue;
                 }
             }
@@ -186,7 +188,8 @@ impl Proxy {
     }
 
     /// A request rewritten with a token valid for `session`, if the request
-    /// carried a session token and a new one could be had.
+    /// carried a token issued before `session` began and a new one could be
+    /// had.
     async fn renew_token(
         &self,
         params: &Params,
@@ -195,7 +198,8 @@ impl Proxy {
         body: &RequestBody,
         session: &Session,
     ) -> Option<RenewedToken> {
-        if !token::is_session_token(params.get("token")?) {
+        let issued = token::issue_time(params.get("token")?)?;
+        if issued > session.wiki_login_time {
             return None;
         }
         let token_type = token::token_type(params.action());

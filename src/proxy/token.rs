@@ -1,8 +1,11 @@
-//! Healing a stale CSRF token in a replayed request. Tokens are bound to the
-//! session: after a re-login, a write replayed with the token the client
-//! fetched from the old session fails with `badtoken`, though the client did
-//! nothing wrong. The proxy fetches a token of the same type for the new
-//! session and puts it in place of the old one, once.
+//! Healing stale tokens. Tokens are bound to the session: after a re-login,
+//! a write with a token the client fetched from the old session fails with
+//! `badtoken`, though the client did nothing wrong (the proxy replaced the
+//! session under it). Such a token is recognised by its issue time, which
+//! MediaWiki writes into it: at or before the current session's login, by
+//! the wiki's clock. The proxy then fetches a token of the same type for the
+//! new session, puts it in place of the old one, and replays once. A token
+//! that is simply wrong goes back to the client as the wiki answered.
 
 use bytes::Bytes;
 
@@ -18,13 +21,15 @@ pub(super) fn token_type(action: &str) -> &'static str {
     }
 }
 
-/// A MediaWiki token: an HMAC in hex, the issue time in hex, then `+\`. Only
-/// such a token is replaced; anything else was never valid and goes back to
-/// the client as the wiki answered.
-pub(super) fn is_session_token(token: &str) -> bool {
-    token.strip_suffix("+\\").is_some_and(|hex| {
-        hex.len() > 32 && hex.len() <= 48 && hex.bytes().all(|b| b.is_ascii_hexdigit())
-    })
+/// The issue time (Unix seconds) of a MediaWiki token: 32 hex digits of
+/// HMAC, the time in hex, then `+\`. `None` for anything else, such as the
+/// anonymous token `+\`.
+pub(super) fn issue_time(token: &str) -> Option<u64> {
+    let hex = token.strip_suffix("+\\")?;
+    if hex.len() <= 32 || hex.len() > 48 || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return None;
+    }
+    u64::from_str_radix(&hex[32..], 16).ok()
 }
 
 /// Rewrites `a=1&token=old&b=2` with the new token. Returns `None` when no
@@ -109,11 +114,12 @@ mod tests {
     const OLD: &str = "0123456789abcdef0123456789abcdef6543a1b2+\\";
 
     #[test]
-    fn recognises_session_tokens_only() {
-        assert!(is_session_token(OLD));
-        assert!(!is_session_token("+\\"));
-        assert!(!is_session_token("not-a-token+\\"));
-        assert!(!is_session_token("0123456789abcdef0123456789abcdef"));
+    fn reads_the_issue_time_of_session_tokens_only() {
+        assert_eq!(issue_time(OLD), Some(0x6543a1b2));
+        assert_eq!(issue_time("+\\"), None);
+        assert_eq!(issue_time("not-a-token+\\"), None);
+        assert_eq!(issue_time("0123456789abcdef0123456789abcdef"), None);
+        assert_eq!(issue_time("0123456789abcdef0123456789abcdefzz+\\"), None);
     }
 
     #[test]

@@ -3,11 +3,11 @@
 //! starts from an empty cookie jar and carries no `assert`, `assertuser` or
 //! `maxlag`: those make a login fail or loop.
 
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
 use futures_util::StreamExt;
-use http::header::{CONTENT_TYPE, COOKIE, SET_COOKIE};
+use http::header::{CONTENT_TYPE, COOKIE, DATE, SET_COOKIE};
 use tokio::time::Instant;
 use url::Url;
 
@@ -24,6 +24,9 @@ pub struct Established {
     /// The user name as the wiki spells it, for `assertuser`.
     pub user: String,
     pub jar: CookieJar,
+    /// When the wiki accepted the login, by the wiki's own clock (its `Date`
+    /// header), to tell tokens of earlier sessions by their timestamp.
+    pub wiki_time: Option<SystemTime>,
 }
 
 /// Why a login did not give a session. Messages are shown to operators
@@ -87,10 +90,15 @@ impl BotPasswordLogin {
         loop {
             let mut jar = CookieJar::default();
             let token = self.login_token(&mut jar).await?;
-            match self.submit(&mut jar, &token).await? {
+            let (answer, wiki_time) = self.submit(&mut jar, &token).await?;
+            match answer {
                 LoginAnswer::Success { user } => {
                     self.confirm(&mut jar, &user).await?;
-                    return Ok(Established { user, jar });
+                    return Ok(Established {
+                        user,
+                        jar,
+                        wiki_time,
+                    });
                 }
                 LoginAnswer::FreshTokenNeeded { reason } if !retried => {
                     tracing::info!(%reason, "login token refused; starting over once");
@@ -110,11 +118,15 @@ impl BotPasswordLogin {
     async fn login_token(&self, jar: &mut CookieJar) -> Result<String, LoginError> {
         let step = "login token";
         let url = self.url(&[("action", "query"), ("meta", "tokens"), ("type", "login")]);
-        let body = self.send(step, self.http.get(url), jar).await?;
+        let (body, _) = self.send(step, self.http.get(url), jar).await?;
         answers::login_token(&body).map_err(|source| LoginError::Answer { step, source })
     }
 
-    async fn submit(&self, jar: &mut CookieJar, token: &str) -> Result<LoginAnswer, LoginError> {
+    async fn submit(
+        &self,
+        jar: &mut CookieJar,
+        token: &str,
+    ) -> Result<(LoginAnswer, Option<SystemTime>), LoginError> {
         let step = "login";
         // Credentials only ever travel in a POST body: MediaWiki refuses them
         // in the query string (`mustpostparams`), and URLs end up in logs.
@@ -132,14 +144,16 @@ impl BotPasswordLogin {
             .post(self.api_url.clone())
             .header(CONTENT_TYPE, "application/x-www-form-urlencoded")
             .body(form);
-        let body = self.send(step, request, jar).await?;
-        answers::login_answer(&body).map_err(|source| LoginError::Answer { step, source })
+        let (body, wiki_time) = self.send(step, request, jar).await?;
+        let answer =
+            answers::login_answer(&body).map_err(|source| LoginError::Answer { step, source })?;
+        Ok((answer, wiki_time))
     }
 
     async fn confirm(&self, jar: &mut CookieJar, user: &str) -> Result<(), LoginError> {
         let step = "userinfo";
         let url = self.url(&[("action", "query"), ("meta", "userinfo")]);
-        let body = self.send(step, self.http.get(url), jar).await?;
+        let (body, _) = self.send(step, self.http.get(url), jar).await?;
         let info =
             answers::user_info(&body).map_err(|source| LoginError::Answer { step, source })?;
         if info.is_anonymous() || info.name != user {
@@ -159,13 +173,13 @@ impl BotPasswordLogin {
     }
 
     /// Sends one login-flow request with the jar's cookies, keeps the cookies
-    /// it sets, and returns its (bounded) body.
+    /// it sets, and returns its (bounded) body and the wiki's `Date`.
     async fn send(
         &self,
         step: &'static str,
         request: reqwest::RequestBuilder,
         jar: &mut CookieJar,
-    ) -> Result<Bytes, LoginError> {
+    ) -> Result<(Bytes, Option<SystemTime>), LoginError> {
         let request = match jar.header() {
             Some(cookies) => request.header(COOKIE, cookies),
             None => request,
@@ -185,7 +199,12 @@ impl BotPasswordLogin {
                 status: status.as_u16(),
             });
         }
-        read_bounded(response, step).await
+        let wiki_time = response
+            .headers()
+            .get(DATE)
+            .and_then(|date| date.to_str().ok())
+            .and_then(|date| httpdate::parse_http_date(date).ok());
+        Ok((read_bounded(response, step).await?, wiki_time))
     }
 }
 

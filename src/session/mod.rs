@@ -58,6 +58,9 @@ pub struct Session {
     /// The user name as the wiki spells it.
     pub user: String,
     pub logged_in_since: SystemTime,
+    /// The login time by the wiki's clock, in Unix seconds: tokens issued
+    /// at or before it belong to an earlier session.
+    pub wiki_login_time: u64,
     jar: CookieJar,
     /// Prepared once: the jar's `Cookie` header, valid until `header_expires`.
     cookie_header: Option<HeaderValue>,
@@ -67,7 +70,13 @@ pub struct Session {
 }
 
 impl Session {
-    fn new(generation: u64, user: String, logged_in_since: SystemTime, mut jar: CookieJar) -> Self {
+    fn new(
+        generation: u64,
+        user: String,
+        logged_in_since: SystemTime,
+        wiki_login_time: u64,
+        mut jar: CookieJar,
+    ) -> Self {
         jar.remove_expired(Instant::now());
         let assert_param = form_urlencoded::Serializer::new(String::new())
             .append_pair("assertuser", &user)
@@ -79,6 +88,7 @@ impl Session {
             jar,
             user,
             logged_in_since,
+            wiki_login_time,
             assert_param,
         }
     }
@@ -88,6 +98,7 @@ impl Session {
             self.generation,
             self.user.clone(),
             self.logged_in_since,
+            self.wiki_login_time,
             jar,
         )
     }
@@ -291,10 +302,18 @@ impl Driver {
                     generation += 1;
                     self.metrics.login_succeeded();
                     tracing::info!(user = %established.user, generation, "logged in");
+                    let now = SystemTime::now();
+                    // Without a `Date` from the wiki, the proxy's clock must do.
+                    let wiki_login_time = established
+                        .wiki_time
+                        .unwrap_or(now)
+                        .duration_since(SystemTime::UNIX_EPOCH)
+                        .map_or(0, |since| since.as_secs());
                     let session = Session::new(
                         generation,
                         established.user,
-                        SystemTime::now(),
+                        now,
+                        wiki_login_time,
                         established.jar,
                     );
                     manager

@@ -48,6 +48,7 @@ impl Authenticator for Scripted {
                     Ok(Established {
                         user: "Admin".into(),
                         jar,
+                        wiki_time: None,
                     })
                 }
                 Err("throttled") => Err(LoginError::Throttled {
