@@ -34,13 +34,23 @@ pub(super) fn check(params: &Params, headers: &HeaderMap) -> Option<Refusal> {
     if let Some(module) = actions().find(|action| LOGIN_MODULES.contains(action)) {
         return Some(Refusal::LoginManaged(format!("action={module}")));
     }
+    // A request for login tokens alone is a client trying to log in. Many
+    // clients (pywikibot, mwn) ask for every token type at once to get a
+    // csrf token; a login token in such an answer is harmless, since it is
+    // bound to the proxy's session and `action=login` is refused anyway.
     let wants_tokens = params
         .every("meta")
         .any(|meta| multi_values(meta).any(|module| module == "tokens"));
-    let login_token_type = params
-        .every("type")
-        .find_map(|types| multi_values(types).find(|kind| LOGIN_TOKEN_TYPES.contains(kind)));
-    if let (true, Some(kind)) = (wants_tokens, login_token_type) {
+    let only_login_tokens = params.every("type").find_map(|types| {
+        let mut kinds = multi_values(types);
+        let first = kinds
+            .next()
+            .filter(|kind| LOGIN_TOKEN_TYPES.contains(kind))?;
+        kinds
+            .all(|kind| LOGIN_TOKEN_TYPES.contains(&kind))
+            .then_some(first)
+    });
+    if let (true, Some(kind)) = (wants_tokens, only_login_tokens) {
         return Some(Refusal::LoginManaged(format!("meta=tokens&type={kind}")));
     }
     if let Some(name) = COOKIE_SUPPRESSING_PARAMS
@@ -102,8 +112,20 @@ mod tests {
             Some(Refusal::LoginManaged("action=createaccount".into()))
         );
         assert_eq!(
-            check_query("action=query&meta=siteinfo|tokens&type=csrf|login"),
+            check_query("action=query&meta=siteinfo|tokens&type=login"),
             Some(Refusal::LoginManaged("meta=tokens&type=login".into()))
+        );
+        assert_eq!(
+            check_query("action=query&meta=tokens&type=createaccount|login"),
+            Some(Refusal::LoginManaged(
+                "meta=tokens&type=createaccount".into()
+            ))
+        );
+        // Every token type at once, as pywikibot and mwn ask: a csrf token
+        // is what they are after.
+        assert_eq!(
+            check_query("action=query&meta=tokens&type=createaccount|csrf|login|watch"),
+            None
         );
     }
 

@@ -34,6 +34,13 @@ use inspect::Stopped;
 
 /// Longest `action` value written to the request log; it is client input.
 const MAX_LOGGED_ACTION: usize = 40;
+/// How often one request may be replayed for a lost session. Each replay
+/// follows a failure that proves the request did nothing, and runs on a
+/// session newer than the one before; it fails again only if the wiki
+/// dropped that newer session too, which is rare but real on a wiki that
+/// loses sessions in bursts. The bound keeps a broken wiki from looping a
+/// request. A stale token is renewed at most once per session on top.
+const MAX_SESSION_REPLAYS: u32 = 3;
 
 #[derive(Debug)]
 pub struct Proxy {
@@ -134,8 +141,11 @@ impl Proxy {
             _ => None,
         };
         let mut query = parts.uri.query().map(Cow::Borrowed);
+        let mut session_replays = 0;
         let mut replayed = false;
-        let mut token_renewed = false;
+        // The session generation a token was last renewed for: once per
+        // session is enough, and a wrong token is not fetched forever.
+        let mut token_renewed_for = None;
         loop {
             let upstream = match self
                 .send(&parts, query.as_deref(), &mut body, &session, add_assert)
@@ -153,30 +163,47 @@ impl Proxy {
                 }
             };
             let replayable = self.failed_for_want_of_session(&upstream, &session);
-            if replayable && body.is_replayable() && !replayed {
+            if replayable && body.is_replayable() && session_replays < MAX_SESSION_REPLAYS {
                 session = self
                     .sessions
                     .replace(session.generation)
                     .await
                     .map_err(|err| (err.into(), action.clone()))?;
                 self.metrics.replays.inc();
+                session_replays += 1;
                 replayed = true;
                 continue;
             }
             // A token from a session the proxy has since replaced.
-            if !token_renewed && body.is_replayable() && has_error(&upstream, "badtoken") {
-                token_renewed = true;
-                if let Some(renewed) = self
+            if body.is_replayable()
+                && token_renewed_for != Some(session.generation)
+                && has_error(&upstream, "badtoken")
+            {
+                token_renewed_for = Some(session.generation);
+                match self
                     .renew_token(&params, query.as_deref(), &kind, &body, &session)
                     .await
                 {
-                    query = renewed.query.map(Cow::Owned).or(query);
-                    if let Some(new_body) = renewed.body {
-                        body = RequestBody::Buffered(new_body);
+                    TokenRenewal::Renewed(renewed) => {
+                        query = renewed.query.map(Cow::Owned).or(query);
+                        if let Some(new_body) = renewed.body {
+                            body = RequestBody::Buffered(new_body);
+                        }
+                        self.metrics.replays.inc();
+                        replayed = true;
+                        continue;
                     }
-                    self.metrics.replays.inc();
-                    replayed = true;
-                    continue;
+                    // Replay in the next session, where the token is renewed.
+                    TokenRenewal::SessionLost if session_replays < MAX_SESSION_REPLAYS => {
+                        session = self
+                            .sessions
+                            .replace(session.generation)
+                            .await
+                            .map_err(|err| (err.into(), action.clone()))?;
+                        session_replays += 1;
+                        continue;
+                    }
+                    TokenRenewal::SessionLost | TokenRenewal::NotPossible => {}
                 }
             }
             return Ok(Outcome {
@@ -197,13 +224,17 @@ impl Proxy {
         kind: &BodyKind,
         body: &RequestBody,
         session: &Session,
-    ) -> Option<RenewedToken> {
-        let issued = token::issue_time(params.get("token")?)?;
-        if issued > session.wiki_login_time {
-            return None;
+    ) -> TokenRenewal {
+        let issued = params.get("token").and_then(token::issue_time);
+        if issued.is_none_or(|issued| issued > session.wiki_login_time) {
+            return TokenRenewal::NotPossible;
         }
         let token_type = token::token_type(params.action());
-        let new_token = self.fetch_token(session, token_type).await?;
+        let new_token = match self.fetch_token(session, token_type).await {
+            TokenFetch::Token(token) => token,
+            TokenFetch::SessionLost => return TokenRenewal::SessionLost,
+            TokenFetch::Failed => return TokenRenewal::NotPossible,
+        };
         let new_query = query.and_then(|query| token::replace_in_urlencoded(query, &new_token));
         let new_body = match (kind, body.buffered()) {
             (BodyKind::UrlEncoded, Some(bytes)) => std::str::from_utf8(bytes)
@@ -216,38 +247,50 @@ impl Proxy {
             _ => None,
         };
         if new_query.is_none() && new_body.is_none() {
-            return None;
+            return TokenRenewal::NotPossible;
         }
         tracing::debug!(token_type, "replaying with a token of the new session");
-        Some(RenewedToken {
+        TokenRenewal::Renewed(RenewedToken {
             query: new_query,
             body: new_body,
         })
     }
 
-    async fn fetch_token(&self, session: &Session, token_type: &str) -> Option<String> {
+    /// A token of `token_type` for `session`. It asserts the user like any
+    /// forwarded request: a session that died meanwhile would otherwise
+    /// hand out the anonymous token.
+    async fn fetch_token(&self, session: &Session, token_type: &str) -> TokenFetch {
         let mut url = self.api_url.clone();
         url.query_pairs_mut()
             .append_pair("action", "query")
             .append_pair("meta", "tokens")
             .append_pair("type", token_type)
             .append_pair("format", "json");
+        let query = format!("{}&{}", url.query().unwrap_or(""), session.assert_param());
+        url.set_query(Some(&query));
         let mut request = self.http.get(url);
         if let Some(cookies) = session.cookie_header() {
             request = request.header(COOKIE, cookies.clone());
         }
-        let response = tokio::time::timeout(self.timeout, request.send())
-            .await
-            .ok()?
-            .ok()?;
-        self.sessions.absorb_cookies(
-            session.generation,
-            response.headers().get_all(SET_COOKIE).iter(),
-        );
-        let json: serde_json::Value = response.json().await.ok()?;
-        json.pointer(&format!("/query/tokens/{token_type}token"))?
-            .as_str()
-            .map(str::to_owned)
+        let response = match tokio::time::timeout(self.timeout, request.send()).await {
+            Ok(Ok(response)) => response,
+            _ => return TokenFetch::Failed,
+        };
+        if self.failed_for_want_of_session(&response, session) {
+            return TokenFetch::SessionLost;
+        }
+        let Ok(json) = response.json::<serde_json::Value>().await else {
+            return TokenFetch::Failed;
+        };
+        match json
+            .pointer(&format!("/query/tokens/{token_type}token"))
+            .and_then(serde_json::Value::as_str)
+        {
+            Some(token) if token::issue_time(token).is_some() => {
+                TokenFetch::Token(token.to_owned())
+            }
+            _ => TokenFetch::Failed,
+        }
     }
 
     async fn read_params(
@@ -352,6 +395,20 @@ impl Proxy {
 struct RenewedToken {
     query: Option<String>,
     body: Option<Bytes>,
+}
+
+enum TokenRenewal {
+    Renewed(RenewedToken),
+    /// The session died while the token was fetched.
+    SessionLost,
+    /// Not a token of an earlier session, or no new one to be had.
+    NotPossible,
+}
+
+enum TokenFetch {
+    Token(String),
+    SessionLost,
+    Failed,
 }
 
 fn has_error(upstream: &reqwest::Response, wanted: &str) -> bool {

@@ -150,9 +150,14 @@ impl BotPasswordLogin {
         Ok((answer, wiki_time))
     }
 
+    /// Checks that the wiki sees the session as `user`. The same request
+    /// asks for a csrf token: MediaWiki creates the session's token secret
+    /// on the first token request, and if many client requests raced to do
+    /// that on a fresh session, the last to save would invalidate the tokens
+    /// the others handed out.
     async fn confirm(&self, jar: &mut CookieJar, user: &str) -> Result<(), LoginError> {
         let step = "userinfo";
-        let url = self.url(&[("action", "query"), ("meta", "userinfo")]);
+        let url = self.url(&[("action", "query"), ("meta", "userinfo|tokens")]);
         let (body, _) = self.send(step, self.http.get(url), jar).await?;
         let info =
             answers::user_info(&body).map_err(|source| LoginError::Answer { step, source })?;

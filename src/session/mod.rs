@@ -37,6 +37,9 @@ const SHORT_SESSION: Duration = Duration::from_secs(1);
 /// Short sessions in a row tolerated before logins slow down; a wiki may
 /// legitimately drop a fresh session now and then.
 const SHORT_SESSIONS_TOLERATED: u32 = 2;
+/// Requests wait through a slow-down pause up to this long rather than
+/// failing; past it they get "not logged in" at once.
+const MAX_HELD_PAUSE: Duration = Duration::from_secs(4);
 
 /// Something that can produce a fresh session; the bot-password flow in
 /// production, a script in tests.
@@ -357,11 +360,15 @@ impl Driver {
                     retry_in_secs = delay.as_secs(),
                     "the session was lost right after logging in; slowing down"
                 );
-                if !self.set_not_ready(format!(
-                    "the wiki dropped {short_sessions} session(s) within {}s of logging in; next login in {}s",
-                    SHORT_SESSION.as_secs(),
-                    delay.as_secs()
-                )) {
+                // A short pause is waited out by the requests (they stay in
+                // `LoggingIn`); a long one fails them fast instead.
+                if delay > MAX_HELD_PAUSE
+                    && !self.set_not_ready(format!(
+                        "the wiki dropped {short_sessions} sessions within {}s of logging in; next login in {}s",
+                        SHORT_SESSION.as_secs(),
+                        delay.as_secs()
+                    ))
+                {
                     return;
                 }
                 tokio::time::sleep(delay).await;
