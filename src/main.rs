@@ -1,10 +1,14 @@
 //! The command line: read the configuration, then either check it with one
-//! real login (`--check`) or serve until SIGTERM/SIGINT.
+//! real login (`--check`), ask a running proxy whether it is ready
+//! (`healthcheck`, for container health checks), or serve until
+//! SIGTERM/SIGINT.
 
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::Duration;
 
-use clap::Parser;
+use clap::{Parser, Subcommand};
 use mw_auth_proxy::config::{ProcessEnvironment, Settings};
 use mw_auth_proxy::session::login::BotPasswordLogin;
 use mw_auth_proxy::{telemetry, upstream};
@@ -30,10 +34,28 @@ struct Cli {
     /// 0 when logged in, 1 when the login failed, 64 for a bad file.
     #[arg(long)]
     check: bool,
+
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Ask a running proxy whether it is ready (GET /readyz) and exit 0 if
+    /// it is, 1 if not: a health check for images without curl.
+    Healthcheck {
+        /// The readiness URL; default: /readyz at the configured
+        /// server.listen (on loopback when it listens on every address).
+        #[arg(long, value_name = "URL")]
+        url: Option<String>,
+    },
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if let Some(Command::Healthcheck { url }) = &cli.command {
+        return healthcheck(&cli, url.clone());
+    }
     let settings = match Settings::load(&cli.config, &ProcessEnvironment) {
         Ok(settings) => settings,
         Err(err) => {
@@ -60,6 +82,66 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+fn healthcheck(cli: &Cli, url: Option<String>) -> ExitCode {
+    let url = match url {
+        Some(url) => url,
+        None => match Settings::load(&cli.config, &ProcessEnvironment) {
+            Ok(settings) => readiness_url(settings.server.listen),
+            Err(err) => {
+                eprintln!("mw-auth-proxy: {err}");
+                return ExitCode::from(EXIT_CONFIG);
+            }
+        },
+    };
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(err) => {
+            eprintln!("mw-auth-proxy: cannot start the runtime: {err}");
+            return ExitCode::FAILURE;
+        }
+    };
+    runtime.block_on(async {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let answer = async {
+            let client = reqwest::Client::builder()
+                .no_proxy()
+                .timeout(Duration::from_secs(5))
+                .build()?;
+            let response = client.get(&url).send().await?;
+            let status = response.status();
+            Ok::<_, reqwest::Error>((status, response.text().await.unwrap_or_default()))
+        };
+        match answer.await {
+            Ok((status, body)) if status.is_success() => {
+                println!("ready: {body}");
+                ExitCode::SUCCESS
+            }
+            Ok((status, body)) => {
+                println!("not ready ({status}): {body}");
+                ExitCode::FAILURE
+            }
+            Err(err) => {
+                println!("not ready: cannot reach {url}: {}", err.without_url());
+                ExitCode::FAILURE
+            }
+        }
+    })
+}
+
+/// `/readyz` at the listen address, reached over loopback when the proxy
+/// listens on every address.
+fn readiness_url(listen: SocketAddr) -> String {
+    let host = match listen.ip() {
+        IpAddr::V4(ip) if ip.is_unspecified() => IpAddr::V4(Ipv4Addr::LOCALHOST),
+        IpAddr::V6(ip) if ip.is_unspecified() => IpAddr::V6(Ipv6Addr::LOCALHOST),
+        ip => ip,
+    };
+    format!("http://{}/readyz", SocketAddr::new(host, listen.port()))
 }
 
 async fn check(settings: Settings) -> ExitCode {

@@ -576,3 +576,28 @@ async fn a_token_from_a_replaced_session_is_renewed_and_a_wrong_one_is_not() {
     assert_eq!(wiki.edits().len(), 1);
     assert_eq!(wiki.successful_logins(), 2);
 }
+
+#[tokio::test]
+async fn the_healthcheck_command_reports_readiness() {
+    let healthcheck = |base: String| async move {
+        tokio::process::Command::new(env!("CARGO_BIN_EXE_mw-auth-proxy"))
+            .args(["healthcheck", "--url", &format!("{base}/readyz")])
+            .output()
+            .await
+            .unwrap()
+    };
+    let (_wiki, proxy) = start_pair().await;
+    let ready = healthcheck(proxy.base_url.clone()).await;
+    assert!(ready.status.success(), "{ready:?}");
+    assert!(String::from_utf8_lossy(&ready.stdout).contains("Admin"));
+
+    let wiki = MockWiki::builder().start().await;
+    wiki.set_login_failure(Some(LoginFailure::WrongPassword));
+    let unready = TestProxy::start(settings(&wiki.api_url(), wiki.lgname(), "wrong", "")).await;
+    let output = healthcheck(unready.base_url.clone()).await;
+    assert_eq!(output.status.code(), Some(1), "{output:?}");
+    let base = unready.base_url.clone();
+    unready.stop().await;
+    let output = healthcheck(base).await;
+    assert_eq!(output.status.code(), Some(1), "{output:?}");
+}
