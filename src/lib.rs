@@ -12,22 +12,21 @@
 //! - [`mediawiki`]: pure rules of MediaWiki: parameters, answers, error codes.
 //! - [`error`]: the one place errors become client responses.
 //! - [`telemetry`]: metrics and logs. [`upstream`]: the HTTP client.
+//! - [`reload`]: applying a configuration reloaded on SIGHUP.
 //! - [`secret`]: values that must never be shown.
 
 pub mod config;
 pub mod error;
 pub mod mediawiki;
 pub mod proxy;
+pub mod reload;
 pub mod secret;
 pub mod server;
 pub mod session;
 pub mod telemetry;
 pub mod upstream;
 
-use std::future::Future;
 use std::sync::Arc;
-
-use tokio::net::TcpListener;
 
 use config::Settings;
 use server::App;
@@ -35,33 +34,23 @@ use session::SessionManager;
 use session::login::BotPasswordLogin;
 use telemetry::Metrics;
 
-/// Builds the proxy for `settings` and serves on `listener` until
-/// `shutdown` resolves. The login starts at once in the background.
-pub async fn run(
-    settings: Settings,
-    listener: TcpListener,
-    shutdown: impl Future<Output = ()>,
-) -> Result<(), upstream::ClientError> {
-    let app = build(&settings)?;
-    server::serve(listener, app, shutdown, settings.server.shutdown_grace).await;
-    Ok(())
-}
-
 /// The application state, with its login driver started.
 pub fn build(settings: &Settings) -> Result<Arc<App>, upstream::ClientError> {
     let http = upstream::client(&settings.wiki)?;
     let metrics = Arc::new(Metrics::new());
-    let login = BotPasswordLogin::new(
+    let login = Arc::new(BotPasswordLogin::new(
         http.clone(),
         settings.wiki.api_url.clone(),
         settings.login.clone(),
-    );
-    let sessions = SessionManager::start(Arc::new(login), metrics.clone());
+    ));
+    let sessions = SessionManager::start(login.clone(), metrics.clone());
     let proxy = proxy::Proxy::new(settings, http, sessions.clone(), metrics.clone());
     Ok(Arc::new(App {
         proxy,
         sessions,
         metrics,
         api_path: settings.wiki.api_url.path().to_owned(),
+        login,
+        running: reload::Running::new(settings.clone()),
     }))
 }

@@ -9,7 +9,11 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand};
+use std::sync::Arc;
+
 use mw_auth_proxy::config::{ProcessEnvironment, Settings};
+use mw_auth_proxy::reload;
+use mw_auth_proxy::server::App;
 use mw_auth_proxy::session::login::BotPasswordLogin;
 use mw_auth_proxy::{telemetry, upstream};
 
@@ -74,7 +78,7 @@ fn main() -> ExitCode {
         return runtime.block_on(check(settings));
     }
     telemetry::init_logging();
-    match runtime.block_on(serve(settings)) {
+    match runtime.block_on(serve(settings, cli.config.clone())) {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
             tracing::error!("{err:#}");
@@ -172,7 +176,7 @@ async fn check(settings: Settings) -> ExitCode {
     }
 }
 
-async fn serve(settings: Settings) -> anyhow::Result<()> {
+async fn serve(settings: Settings, config_path: PathBuf) -> anyhow::Result<()> {
     use anyhow::Context as _;
     let listen = settings.server.listen;
     let listener = tokio::net::TcpListener::bind(listen)
@@ -184,8 +188,40 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
         user = %settings.login.username,
         "serving the wiki's API at http://{listen}/api.php"
     );
-    mw_auth_proxy::run(settings, listener, shutdown_signal()).await?;
+    let app = mw_auth_proxy::build(&settings)?;
+    tokio::spawn(reload_on_hangup(app.clone(), config_path));
+    mw_auth_proxy::server::serve(
+        listener,
+        app,
+        shutdown_signal(),
+        settings.server.shutdown_grace,
+    )
+    .await;
     Ok(())
+}
+
+/// Reloads the configuration file (and the password file it names) on
+/// SIGHUP. A file that does not load is refused with its problems logged,
+/// and the running configuration is kept.
+async fn reload_on_hangup(app: Arc<App>, config_path: PathBuf) {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut hangups = match signal(SignalKind::hangup()) {
+        Ok(hangups) => hangups,
+        Err(err) => {
+            tracing::error!(error = %err, "cannot watch SIGHUP; reloading is off");
+            return;
+        }
+    };
+    while hangups.recv().await.is_some() {
+        match Settings::load(&config_path, &ProcessEnvironment) {
+            Ok(settings) => {
+                reload::apply(&app, settings);
+            }
+            Err(err) => {
+                tracing::error!("reload refused, the running configuration is kept: {err}");
+            }
+        }
+    }
 }
 
 /// Resolves on SIGTERM (container stop) or SIGINT (Ctrl-C).

@@ -18,6 +18,8 @@ use tokio::net::TcpListener;
 
 use crate::error::{ProxyError, ResponseBody, full_body, json_response};
 use crate::proxy::Proxy;
+use crate::reload::Running;
+use crate::session::login::BotPasswordLogin;
 use crate::session::{SessionManager, SessionStatus};
 use crate::telemetry::Metrics;
 
@@ -33,6 +35,9 @@ pub struct App {
     pub metrics: Arc<Metrics>,
     /// The wiki's own api.php path (e.g. `/w/api.php`), served besides `/api.php`.
     pub api_path: String,
+    /// The login flow, whose credentials a reload may replace.
+    pub login: Arc<BotPasswordLogin>,
+    pub running: Running,
 }
 
 impl App {

@@ -3,6 +3,7 @@
 //! starts from an empty cookie jar and carries no `assert`, `assertuser` or
 //! `maxlag`: those make a login fail or loop.
 
+use std::sync::{PoisonError, RwLock};
 use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
@@ -66,11 +67,13 @@ impl LoginError {
 }
 
 /// Logs in to one wiki with a bot password.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct BotPasswordLogin {
     http: reqwest::Client,
     api_url: Url,
-    credentials: LoginSettings,
+    /// Replaced when the configuration is reloaded; read (and copied) once
+    /// per login, never held across an await.
+    credentials: RwLock<LoginSettings>,
 }
 
 impl BotPasswordLogin {
@@ -78,8 +81,28 @@ impl BotPasswordLogin {
         Self {
             http,
             api_url,
-            credentials,
+            credentials: RwLock::new(credentials),
         }
+    }
+
+    /// Uses `credentials` from the next login on; returns whether they
+    /// differ from the ones in use.
+    pub fn set_credentials(&self, credentials: LoginSettings) -> bool {
+        let mut current = self
+            .credentials
+            .write()
+            .unwrap_or_else(PoisonError::into_inner);
+        let changed =
+            current.username != credentials.username || current.password != credentials.password;
+        *current = credentials;
+        changed
+    }
+
+    fn credentials(&self) -> LoginSettings {
+        self.credentials
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
     }
 
     /// One full login. A refused token is retried once from scratch, as
@@ -128,12 +151,13 @@ impl BotPasswordLogin {
         token: &str,
     ) -> Result<(LoginAnswer, Option<SystemTime>), LoginError> {
         let step = "login";
+        let credentials = self.credentials();
         // Credentials only ever travel in a POST body: MediaWiki refuses them
         // in the query string (`mustpostparams`), and URLs end up in logs.
         let form = form_urlencoded::Serializer::new(String::new())
             .append_pair("action", "login")
-            .append_pair("lgname", &self.credentials.username)
-            .append_pair("lgpassword", self.credentials.password.expose())
+            .append_pair("lgname", &credentials.username)
+            .append_pair("lgpassword", credentials.password.expose())
             .append_pair("lgtoken", token)
             .append_pair("format", "json")
             .append_pair("formatversion", "2")

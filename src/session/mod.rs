@@ -17,7 +17,7 @@ use std::time::{Duration, SystemTime};
 
 use futures_util::future::BoxFuture;
 use http::HeaderValue;
-use tokio::sync::watch;
+use tokio::sync::{Notify, watch};
 use tokio::time::Instant;
 
 use crate::telemetry::Metrics;
@@ -149,18 +149,26 @@ pub struct NotReady {
 pub struct SessionManager {
     status: watch::Sender<SessionStatus>,
     metrics: Arc<Metrics>,
+    /// Cuts the driver's pause between logins short (new credentials).
+    wake: Arc<Notify>,
 }
 
 impl SessionManager {
     /// Starts the login driver. It runs until the manager is dropped.
     pub fn start(authenticator: Arc<dyn Authenticator>, metrics: Arc<Metrics>) -> Arc<Self> {
         let (status, _) = watch::channel(SessionStatus::LoggingIn);
-        let manager = Arc::new(Self { status, metrics });
+        let wake = Arc::new(Notify::new());
+        let manager = Arc::new(Self {
+            status,
+            metrics,
+            wake: wake.clone(),
+        });
         let driver = Driver {
             manager: Arc::downgrade(&manager),
             status: manager.status.subscribe(),
             authenticator,
             metrics: manager.metrics.clone(),
+            wake,
         };
         tokio::spawn(driver.run());
         manager
@@ -189,6 +197,15 @@ impl SessionManager {
         self.report_lost(generation);
         self.wait_for(|session| session.generation > generation)
             .await
+    }
+
+    /// Logs in afresh now, e.g. with new credentials: the current session is
+    /// dropped, and a pause after failed logins is cut short.
+    pub fn log_in_again(&self) {
+        if let SessionStatus::Ready(session) = self.status() {
+            self.report_lost(session.generation);
+        }
+        self.wake.notify_waiters();
     }
 
     /// Marks `generation` lost if it is still the current one.
@@ -286,9 +303,18 @@ struct Driver {
     status: watch::Receiver<SessionStatus>,
     authenticator: Arc<dyn Authenticator>,
     metrics: Arc<Metrics>,
+    wake: Arc<Notify>,
 }
 
 impl Driver {
+    /// Sleeps `delay`, or less if woken for new credentials.
+    async fn pause(&self, delay: Duration) {
+        tokio::select! {
+            () = tokio::time::sleep(delay) => {}
+            () = self.wake.notified() => tracing::info!("pause cut short: logging in now"),
+        }
+    }
+
     async fn run(mut self) {
         let mut generation = 0;
         let mut failures = 0u32;
@@ -332,7 +358,7 @@ impl Driver {
                         reason: err.to_string(),
                     });
                     drop(manager);
-                    tokio::time::sleep(delay).await;
+                    self.pause(delay).await;
                     if !self.set_logging_in() {
                         return;
                     }
@@ -371,7 +397,7 @@ impl Driver {
                 {
                     return;
                 }
-                tokio::time::sleep(delay).await;
+                self.pause(delay).await;
                 if !self.set_logging_in() {
                     return;
                 }
