@@ -77,7 +77,10 @@ fn main() -> ExitCode {
     if cli.check {
         return runtime.block_on(check(settings));
     }
-    telemetry::init_logging();
+    telemetry::init_logging(settings.log.format);
+    for warning in &settings.warnings {
+        tracing::warn!("{warning}");
+    }
     match runtime.block_on(serve(settings, cli.config.clone())) {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
@@ -168,8 +171,9 @@ async fn check(settings: Settings) -> ExitCode {
         }
         Err(err) => {
             eprintln!(
-                "login to {api_url} as {} failed: {err}",
-                settings.login.username
+                "login to {api_url} as {} failed: {err}\nhint: {}",
+                settings.login.username,
+                err.hint()
             );
             ExitCode::FAILURE
         }
@@ -215,6 +219,9 @@ async fn reload_on_hangup(app: Arc<App>, config_path: PathBuf) {
     while hangups.recv().await.is_some() {
         match Settings::load(&config_path, &ProcessEnvironment) {
             Ok(settings) => {
+                for warning in &settings.warnings {
+                    tracing::warn!("{warning}");
+                }
                 reload::apply(&app, settings);
             }
             Err(err) => {

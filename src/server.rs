@@ -83,6 +83,18 @@ impl App {
     }
 
     fn metrics_response(&self) -> Response<ResponseBody> {
+        let (logged_in, age) = match self.sessions.status() {
+            SessionStatus::Ready(session) => (
+                1,
+                session
+                    .logged_in_since
+                    .elapsed()
+                    .map_or(0.0, |age| age.as_secs_f64()),
+            ),
+            SessionStatus::LoggingIn | SessionStatus::NotReady { .. } => (0, 0.0),
+        };
+        self.metrics.logged_in.set(logged_in);
+        self.metrics.session_age.set(age);
         let mut response = text_response(StatusCode::OK, self.metrics.render());
         response.headers_mut().insert(
             CONTENT_TYPE,

@@ -4,8 +4,12 @@
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
+use std::sync::atomic::AtomicU64;
+
+use crate::config::LogFormat;
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct LoginLabels {
@@ -18,6 +22,16 @@ pub struct StatusLabels {
     pub status: u16,
 }
 
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ReasonLabels {
+    pub reason: &'static str,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct CodeLabels {
+    pub code: &'static str,
+}
+
 #[derive(Debug)]
 pub struct Metrics {
     registry: Registry,
@@ -26,6 +40,13 @@ pub struct Metrics {
     pub replays: Counter,
     pub requests: Family<StatusLabels, Counter>,
     pub request_duration: Histogram,
+    pub login_failures: Family<ReasonLabels, Counter>,
+    pub replays_by_code: Family<CodeLabels, Counter>,
+    pub upstream_duration: Histogram,
+    pub in_flight: Gauge,
+    /// Set when `/metrics` is rendered, from the session's state.
+    pub session_age: Gauge<f64, AtomicU64>,
+    pub logged_in: Gauge,
 }
 
 impl Default for Metrics {
@@ -70,6 +91,42 @@ impl Metrics {
             "Time from a client request to its response headers",
             request_duration.clone(),
         );
+        let login_failures = Family::<ReasonLabels, Counter>::default();
+        registry.register(
+            "login_failures",
+            "Failed logins, by reason (rejected, throttled, unreachable, http_status, unexpected_answer, token_refused, session_not_kept)",
+            login_failures.clone(),
+        );
+        let replays_by_code = Family::<CodeLabels, Counter>::default();
+        registry.register(
+            "replays_by_code",
+            "Client requests replayed, by the error code that caused the replay",
+            replays_by_code.clone(),
+        );
+        let upstream_duration = Histogram::new(exponential_buckets(0.002, 2.0, 14));
+        registry.register(
+            "upstream_duration_seconds",
+            "Time from sending a request to the wiki to its response headers",
+            upstream_duration.clone(),
+        );
+        let in_flight = Gauge::default();
+        registry.register(
+            "requests_in_flight",
+            "API requests being handled now",
+            in_flight.clone(),
+        );
+        let session_age = Gauge::<f64, AtomicU64>::default();
+        registry.register(
+            "session_age_seconds",
+            "Seconds since the current session was established (0 when logged out)",
+            session_age.clone(),
+        );
+        let logged_in = Gauge::default();
+        registry.register(
+            "logged_in",
+            "1 while the proxy holds a confirmed session, else 0",
+            logged_in.clone(),
+        );
         Self {
             registry,
             logins,
@@ -77,6 +134,12 @@ impl Metrics {
             replays,
             requests,
             request_duration,
+            login_failures,
+            replays_by_code,
+            upstream_duration,
+            in_flight,
+            session_age,
+            logged_in,
         }
     }
 
@@ -86,9 +149,19 @@ impl Metrics {
             .inc();
     }
 
-    pub fn login_failed(&self) {
+    pub fn login_failed(&self, reason: &'static str) {
         self.logins
             .get_or_create(&LoginLabels { result: "failure" })
+            .inc();
+        self.login_failures
+            .get_or_create(&ReasonLabels { reason })
+            .inc();
+    }
+
+    pub fn replayed(&self, code: &'static str) {
+        self.replays.inc();
+        self.replays_by_code
+            .get_or_create(&CodeLabels { code })
             .inc();
     }
 
@@ -102,15 +175,19 @@ impl Metrics {
 }
 
 /// Logs to stderr, filtered by `RUST_LOG` (default `info`).
-pub fn init_logging() {
+pub fn init_logging(format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    tracing_subscriber::fmt()
+    let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        // Colour codes only for a terminal, not for log files or collectors.
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Json => builder.json().init(),
+        // Colour codes only for a terminal, not for log files.
+        LogFormat::Text => builder
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+            .init(),
+    }
 }
 
 #[cfg(test)]
@@ -134,6 +211,10 @@ mod tests {
             "mw_auth_proxy_replays_total 0",
             "mw_auth_proxy_requests_total{status=\"200\"} 1",
             "mw_auth_proxy_request_duration_seconds_count 1",
+            "mw_auth_proxy_upstream_duration_seconds_count 0",
+            "mw_auth_proxy_requests_in_flight 0",
+            "mw_auth_proxy_session_age_seconds 0",
+            "mw_auth_proxy_logged_in 0",
         ] {
             assert!(text.contains(expected), "missing {expected} in:\n{text}");
         }

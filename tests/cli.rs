@@ -129,3 +129,52 @@ fn check_reports_an_unreachable_wiki_and_exits_1() {
     assert!(stderr.contains("unreachable"), "{stderr}");
     assert!(!stderr.contains("pw\""), "{stderr}");
 }
+
+#[test]
+fn check_says_what_to_try() {
+    let output = run(&["--check"], Some(VALID));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("hint: check wiki.api_url"), "{stderr}");
+}
+
+#[test]
+fn json_logs_are_one_object_per_line() {
+    use std::io::{BufRead, BufReader};
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("config.toml");
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let config =
+        format!("[server]\nlisten = \"127.0.0.1:{port}\"\n{VALID}\n[log]\nformat = \"json\"\n");
+    std::fs::write(&path, config).unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_mw-auth-proxy"))
+        .arg("--config")
+        .arg(&path)
+        .env_remove("MW_AUTH_PROXY_PASSWORD")
+        .env("RUST_LOG", "info")
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    // The first lines: a warning (the file holds the password and is
+    // world-readable), the start line, then the failing login (nothing
+    // listens on port 9).
+    let lines: Vec<String> = BufReader::new(stderr)
+        .lines()
+        .take(3)
+        .map(Result::unwrap)
+        .collect();
+    child.kill().unwrap();
+    child.wait().unwrap();
+    for line in &lines {
+        let json: serde_json::Value =
+            serde_json::from_str(line).unwrap_or_else(|_| panic!("{line}"));
+        assert!(json["level"].is_string(), "{line}");
+    }
+    assert!(lines[0].contains("plain text"), "{lines:?}");
+    assert!(lines[2].contains("login failed"), "{lines:?}");
+    assert!(!lines.concat().contains("\"pw\""), "{lines:?}");
+}

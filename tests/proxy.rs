@@ -154,7 +154,22 @@ async fn a_hundred_requests_after_expiry_get_answers_and_one_login() {
         2.0
     );
     assert_eq!(proxy.metric("mw_auth_proxy_relogins_total").await, 1.0);
-    assert!(proxy.metric("mw_auth_proxy_replays_total").await >= 1.0);
+    let replays = proxy.metric("mw_auth_proxy_replays_total").await;
+    assert!(replays >= 1.0);
+    assert_eq!(
+        proxy
+            .metric("mw_auth_proxy_replays_by_code_total{code=\"assertnameduserfailed\"}")
+            .await,
+        replays
+    );
+    assert_eq!(proxy.metric("mw_auth_proxy_logged_in").await, 1.0);
+    assert_eq!(proxy.metric("mw_auth_proxy_requests_in_flight").await, 0.0);
+    assert!(
+        proxy
+            .metric("mw_auth_proxy_upstream_duration_seconds_count")
+            .await
+            >= 100.0
+    );
     assert_eq!(wiki.forbidden_login_params(), 0);
 }
 
@@ -312,6 +327,13 @@ async fn a_wrong_password_reports_not_ready_and_does_not_hammer() {
     }
     let attempts = wiki.login_attempts();
     assert!((2..=3).contains(&attempts), "{attempts} login attempts");
+    assert_eq!(
+        proxy
+            .metric("mw_auth_proxy_login_failures_total{reason=\"rejected\"}")
+            .await,
+        attempts as f64
+    );
+    assert_eq!(proxy.metric("mw_auth_proxy_logged_in").await, 0.0);
 
     // Once the password works again, the proxy recovers by itself.
     wiki.set_login_failure(None);

@@ -17,18 +17,21 @@ pub fn error_codes(header: &str) -> impl Iterator<Item = &str> {
         .filter(|code| !code.is_empty())
 }
 
-/// Whether an error code means the request ran without the session. All of
-/// these are raised before the module runs, so the request did nothing and
-/// replaying it (even a write) cannot apply it twice.
+/// The first code in a `MediaWiki-API-Error` header that means the request
+/// ran without the session, as a static label. All of these are raised
+/// before the module runs, so the request did nothing and replaying it (even
+/// a write) cannot apply it twice.
 ///
 /// `readapidenied` means a lost session only on a wiki the proxy can read
 /// while logged in; the caller says whether it believes it is.
-pub fn means_session_lost(code: &str, believed_logged_in: bool) -> bool {
-    match code {
-        "assertuserfailed" | "assertnameduserfailed" | "notloggedin" => true,
-        "readapidenied" => believed_logged_in,
-        _ => false,
-    }
+pub fn session_loss_code(header: &str, believed_logged_in: bool) -> Option<&'static str> {
+    error_codes(header).find_map(|code| match code {
+        "assertuserfailed" => Some("assertuserfailed"),
+        "assertnameduserfailed" => Some("assertnameduserfailed"),
+        "notloggedin" => Some("notloggedin"),
+        "readapidenied" if believed_logged_in => Some("readapidenied"),
+        _ => None,
+    })
 }
 
 /// An answer that is not what the login flow expects.
@@ -222,12 +225,24 @@ mod tests {
     fn error_header_is_a_comma_list() {
         let codes: Vec<_> = error_codes("assertuserfailed, badtoken").collect();
         assert_eq!(codes, ["assertuserfailed", "badtoken"]);
-        assert!(means_session_lost("assertuserfailed", false));
-        assert!(means_session_lost("assertnameduserfailed", true));
-        assert!(means_session_lost("notloggedin", true));
-        assert!(!means_session_lost("badtoken", true));
-        assert!(means_session_lost("readapidenied", true));
-        assert!(!means_session_lost("readapidenied", false));
+        assert_eq!(
+            session_loss_code("assertuserfailed", false),
+            Some("assertuserfailed")
+        );
+        assert_eq!(
+            session_loss_code("assertnameduserfailed", true),
+            Some("assertnameduserfailed")
+        );
+        assert_eq!(session_loss_code("badtoken", true), None);
+        assert_eq!(
+            session_loss_code("readapidenied", true),
+            Some("readapidenied")
+        );
+        assert_eq!(
+            session_loss_code("badtoken, notloggedin", true),
+            Some("notloggedin")
+        );
+        assert_eq!(session_loss_code("readapidenied", false), None);
     }
 
     #[test]

@@ -82,6 +82,8 @@ impl Proxy {
 
     pub async fn handle(&self, request: Request<Incoming>) -> Response<ResponseBody> {
         let started = Instant::now();
+        // A guard: the request may be dropped mid-way when its client goes.
+        let _in_flight = InFlight::enter(&self.metrics);
         let method = request.method().clone();
         let (response, action, replayed) = match self.forward(request).await {
             Ok(outcome) => (outcome.response, outcome.action, outcome.replayed),
@@ -162,14 +164,16 @@ impl Proxy {
                     };
                 }
             };
-            let replayable = self.failed_for_want_of_session(&upstream, &session);
-            if replayable && body.is_replayable() && session_replays < MAX_SESSION_REPLAYS {
+            let lost = self.failed_for_want_of_session(&upstream, &session);
+            if let Some(code) = lost.filter(|_| body.is_replayable())
+                && session_replays < MAX_SESSION_REPLAYS
+            {
                 session = self
                     .sessions
                     .replace(session.generation)
                     .await
                     .map_err(|err| (err.into(), action.clone()))?;
-                self.metrics.replays.inc();
+                self.metrics.replayed(code);
                 session_replays += 1;
                 replayed = true;
                 continue;
@@ -189,7 +193,7 @@ impl Proxy {
                         if let Some(new_body) = renewed.body {
                             body = RequestBody::Buffered(new_body);
                         }
-                        self.metrics.replays.inc();
+                        self.metrics.replayed("badtoken");
                         replayed = true;
                         continue;
                     }
@@ -276,7 +280,10 @@ impl Proxy {
             Ok(Ok(response)) => response,
             _ => return TokenFetch::Failed,
         };
-        if self.failed_for_want_of_session(&response, session) {
+        if self
+            .failed_for_want_of_session(&response, session)
+            .is_some()
+        {
             return TokenFetch::SessionLost;
         }
         let Ok(json) = response.json::<serde_json::Value>().await else {
@@ -346,7 +353,12 @@ impl Proxy {
             .headers(headers)
             .body(upstream_body)
             .send();
-        match tokio::time::timeout(self.timeout, request).await {
+        let sent = Instant::now();
+        let answer = tokio::time::timeout(self.timeout, request).await;
+        self.metrics
+            .upstream_duration
+            .observe(sent.elapsed().as_secs_f64());
+        match answer {
             Err(_) => Err(ProxyError::WikiTimeout(self.timeout.as_secs())),
             Ok(Err(err)) if err.is_timeout() => {
                 Err(ProxyError::WikiTimeout(self.timeout.as_secs()))
@@ -373,22 +385,40 @@ impl Proxy {
     /// True when the request failed for want of the session before it ran,
     /// so replaying it is safe; a deleted session cookie alone ends the
     /// session but says nothing about whether the request ran.
-    fn failed_for_want_of_session(&self, upstream: &reqwest::Response, session: &Session) -> bool {
+    fn failed_for_want_of_session(
+        &self,
+        upstream: &reqwest::Response,
+        session: &Session,
+    ) -> Option<&'static str> {
         self.sessions.absorb_cookies(
             session.generation,
             upstream.headers().get_all(SET_COOKIE).iter(),
         );
-        let lost_by_code = upstream
+        let code = upstream
             .headers()
             .get(API_ERROR_HEADER)
             .and_then(|value| value.to_str().ok())
-            .is_some_and(|codes| {
-                answers::error_codes(codes).any(|code| answers::means_session_lost(code, true))
-            });
-        if lost_by_code {
+            .and_then(|codes| answers::session_loss_code(codes, true));
+        if code.is_some() {
             self.sessions.report_lost(session.generation);
         }
-        lost_by_code
+        code
+    }
+}
+
+/// Counts a request in `requests_in_flight` while it lives.
+struct InFlight<'a>(&'a Metrics);
+
+impl<'a> InFlight<'a> {
+    fn enter(metrics: &'a Metrics) -> Self {
+        metrics.in_flight.inc();
+        Self(metrics)
+    }
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.0.in_flight.dec();
     }
 }
 

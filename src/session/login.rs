@@ -57,6 +57,44 @@ pub enum LoginError {
 }
 
 impl LoginError {
+    /// A short label for metrics and alerts.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            LoginError::Unreachable(_) => "unreachable",
+            LoginError::HttpStatus { .. } => "http_status",
+            LoginError::Answer { .. } => "unexpected_answer",
+            LoginError::Rejected(_) => "rejected",
+            LoginError::Throttled { .. } => "throttled",
+            LoginError::TokenRefused(_) => "token_refused",
+            LoginError::SessionNotKept(_) => "session_not_kept",
+        }
+    }
+
+    /// What the operator can do about it.
+    pub fn hint(&self) -> &'static str {
+        match self {
+            LoginError::Unreachable(_) => {
+                "check wiki.api_url and that the wiki can be reached from here (DNS, firewall, proxy)"
+            }
+            LoginError::HttpStatus { .. } | LoginError::Answer { .. } => {
+                "check that wiki.api_url points at the wiki's api.php (open it in a browser: it shows the API help)"
+            }
+            LoginError::Rejected(_) => {
+                "check login.username (User@BotName, as Special:BotPasswords shows it) and the bot password; \
+                 a locked or expired bot password must be reset on Special:BotPasswords"
+            }
+            LoginError::Throttled { .. } => {
+                "too many failed logins: the proxy waits as long as the wiki asks; fix the credentials meanwhile"
+            }
+            LoginError::TokenRefused(_) => {
+                "the wiki does not keep the session cookie between requests: check its cookie and session settings"
+            }
+            LoginError::SessionNotKept(_) => {
+                "the wiki does not accept the session cookie: on a plain-http wiki, check $wgCookieSecure and $wgForceHTTPS"
+            }
+        }
+    }
+
     /// How long the wiki asked us to wait, when it said.
     pub fn wait_asked(&self) -> Option<Duration> {
         match self {

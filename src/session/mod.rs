@@ -351,7 +351,7 @@ impl Driver {
                 }
                 Err(err) => {
                     failures += 1;
-                    self.metrics.login_failed();
+                    self.metrics.login_failed(err.kind());
                     let delay = failure_delay(&err, failures);
                     tracing::warn!(error = %err, retry_in_secs = delay.as_secs(), "login failed");
                     manager.status.send_replace(SessionStatus::NotReady {

@@ -1,0 +1,353 @@
+//! The file as written (`Raw*`, every key optional) and the checks that
+//! turn it into typed settings, recording each problem with its key.
+
+use std::fs;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+use url::Url;
+
+use super::*;
+use crate::secret::Secret;
+
+#[derive(Debug, Default, Deserialize)]
+pub(super) struct RawConfig {
+    #[serde(default)]
+    pub(super) server: RawServer,
+    #[serde(default)]
+    pub(super) wiki: RawWiki,
+    #[serde(default)]
+    pub(super) login: RawLogin,
+    #[serde(default)]
+    pub(super) log: RawLog,
+}
+
+#[derive(Debug, Default, Deserialize)]
+pub(super) struct RawLog {
+    format: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+pub(super) struct RawServer {
+    listen: Option<String>,
+    max_replay_body_bytes: Option<u64>,
+    shutdown_grace_secs: Option<u64>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+pub(super) struct RawWiki {
+    api_url: Option<String>,
+    user_agent: Option<String>,
+    timeout_secs: Option<u64>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+pub(super) struct RawLogin {
+    username: Option<String>,
+    password: Option<String>,
+    password_file: Option<PathBuf>,
+}
+
+/// Parses the TOML, recording unknown keys as problems rather than stopping
+/// at the first one (what `deny_unknown_fields` would do).
+pub(super) fn parse_raw(text: &str, problems: &mut Vec<ConfigProblem>) -> Option<RawConfig> {
+    let deserializer = match toml::de::Deserializer::parse(text) {
+        Ok(deserializer) => deserializer,
+        Err(err) => {
+            problems.push(toml_problem(&err));
+            return None;
+        }
+    };
+    let mut unknown = Vec::new();
+    let parsed = serde_ignored::deserialize(deserializer, |path| unknown.push(path.to_string()));
+    for key in unknown {
+        problems.push(ConfigProblem {
+            key,
+            message: "unknown key (see config/mw-auth-proxy.example.toml for every key)".into(),
+        });
+    }
+    match parsed {
+        Ok(raw) => Some(raw),
+        Err(err) => {
+            problems.push(toml_problem(&err));
+            None
+        }
+    }
+}
+
+fn toml_problem(err: &toml::de::Error) -> ConfigProblem {
+    // toml's own message names the offending key and shows the line.
+    ConfigProblem {
+        key: "(syntax)".into(),
+        message: err.to_string().trim_end().replace('\n', "\n    "),
+    }
+}
+
+fn problem(problems: &mut Vec<ConfigProblem>, key: &str, message: impl Into<String>) {
+    problems.push(ConfigProblem {
+        key: key.into(),
+        message: message.into(),
+    });
+}
+
+pub(super) fn server(raw: RawServer, problems: &mut Vec<ConfigProblem>) -> Option<ServerSettings> {
+    let listen_text = raw.listen.as_deref().unwrap_or(DEFAULT_LISTEN);
+    let listen = match listen_text.parse::<SocketAddr>() {
+        Ok(addr) => Some(addr),
+        Err(_) => {
+            problem(
+                problems,
+                "server.listen",
+                format!("`{listen_text}` is not an address and port such as \"127.0.0.1:8080\""),
+            );
+            None
+        }
+    };
+    let max_replay_body_bytes = raw
+        .max_replay_body_bytes
+        .unwrap_or(DEFAULT_MAX_REPLAY_BODY_BYTES);
+    let max_replay_body_bytes = match usize::try_from(max_replay_body_bytes) {
+        Ok(bytes) => Some(bytes),
+        Err(_) => {
+            problem(problems, "server.max_replay_body_bytes", "too large");
+            None
+        }
+    };
+    let shutdown_grace = Duration::from_secs(
+        raw.shutdown_grace_secs
+            .unwrap_or(DEFAULT_SHUTDOWN_GRACE_SECS),
+    );
+    Some(ServerSettings {
+        listen: listen?,
+        max_replay_body_bytes: max_replay_body_bytes?,
+        shutdown_grace,
+    })
+}
+
+pub(super) fn wiki(raw: RawWiki, problems: &mut Vec<ConfigProblem>) -> Option<WikiSettings> {
+    let api_url = match raw.api_url.as_deref() {
+        None => {
+            problem(
+                problems,
+                "wiki.api_url",
+                "missing: set it to the wiki's api.php URL, e.g. \"https://wiki.example.org/w/api.php\"",
+            );
+            None
+        }
+        Some(text) => check_api_url(text, problems),
+    };
+    let user_agent = match raw.user_agent {
+        Some(agent) if agent.trim().is_empty() => {
+            problem(problems, "wiki.user_agent", "must not be empty");
+            None
+        }
+        Some(agent) if http::HeaderValue::from_str(&agent).is_err() => {
+            problem(
+                problems,
+                "wiki.user_agent",
+                "must be printable ASCII on one line",
+            );
+            None
+        }
+        Some(agent) => Some(agent),
+        None => Some(default_user_agent()),
+    };
+    let timeout = match raw.timeout_secs.unwrap_or(DEFAULT_TIMEOUT_SECS) {
+        0 => {
+            problem(problems, "wiki.timeout_secs", "must be at least 1");
+            None
+        }
+        secs => Some(Duration::from_secs(secs)),
+    };
+    Some(WikiSettings {
+        api_url: api_url?,
+        user_agent: user_agent?,
+        timeout: timeout?,
+    })
+}
+
+/// The User-Agent sent when the operator configured none.
+pub(super) fn default_user_agent() -> String {
+    format!("mw-auth-proxy/{}", env!("CARGO_PKG_VERSION"))
+}
+
+fn check_api_url(text: &str, problems: &mut Vec<ConfigProblem>) -> Option<Url> {
+    let key = "wiki.api_url";
+    let url = match Url::parse(text) {
+        Ok(url) => url,
+        Err(err) => {
+            problem(problems, key, format!("`{text}` is not a URL: {err}"));
+            return None;
+        }
+    };
+    if !matches!(url.scheme(), "http" | "https") || url.host().is_none() {
+        problem(
+            problems,
+            key,
+            format!("`{text}` must be an http:// or https:// URL with a host"),
+        );
+        return None;
+    }
+    if url.query().is_some() || url.fragment().is_some() {
+        problem(
+            problems,
+            key,
+            format!("`{text}` must not carry a query string or fragment"),
+        );
+        return None;
+    }
+    if !url.username().is_empty() || url.password().is_some() {
+        problem(
+            problems,
+            key,
+            "must not carry credentials; use [login] instead",
+        );
+        return None;
+    }
+    if !url.path().ends_with(".php") {
+        problem(
+            problems,
+            key,
+            format!(
+                "`{text}` must point at the wiki's api.php, e.g. \"https://wiki.example.org/w/api.php\""
+            ),
+        );
+        return None;
+    }
+    Some(url)
+}
+
+pub(super) fn login(
+    raw: RawLogin,
+    base_dir: &Path,
+    env: &dyn Environment,
+    problems: &mut Vec<ConfigProblem>,
+) -> Option<LoginSettings> {
+    let username = match raw.username {
+        None => {
+            problem(
+                problems,
+                "login.username",
+                "missing: set it to the bot-password login name, e.g. \"Example@mybot\"",
+            );
+            None
+        }
+        Some(name) => match name.split_once('@') {
+            Some((user, bot)) if !user.trim().is_empty() && !bot.trim().is_empty() => Some(name),
+            _ => {
+                problem(
+                    problems,
+                    "login.username",
+                    format!(
+                        "`{name}` is not a bot-password login name of the form User@BotName (see Special:BotPasswords)"
+                    ),
+                );
+                None
+            }
+        },
+    };
+    let password = check_password(raw.password, raw.password_file, base_dir, env, problems);
+    let (password, password_source) = password?;
+    Some(LoginSettings {
+        username: username?,
+        password,
+        password_source,
+    })
+}
+
+pub(super) fn log(raw: RawLog, problems: &mut Vec<ConfigProblem>) -> Option<LogSettings> {
+    let format = match raw.format.as_deref() {
+        None | Some("text") => LogFormat::Text,
+        Some("json") => LogFormat::Json,
+        Some(other) => {
+            problem(
+                problems,
+                "log.format",
+                format!("`{other}` is not a log format: use \"text\" or \"json\""),
+            );
+            return None;
+        }
+    };
+    Some(LogSettings { format })
+}
+
+fn check_password(
+    inline: Option<String>,
+    file: Option<PathBuf>,
+    base_dir: &Path,
+    env: &dyn Environment,
+    problems: &mut Vec<ConfigProblem>,
+) -> Option<(Secret, PasswordSource)> {
+    if inline.is_some() && file.is_some() {
+        problem(
+            problems,
+            "login.password_file",
+            "set either `login.password` or `login.password_file`, not both",
+        );
+        return None;
+    }
+    // The file is read (and so checked) even when the environment overrides
+    // it, so a broken secret mount is noticed before it matters.
+    let from_file = match file {
+        Some(path) => {
+            let path = base_dir.join(path);
+            let password = read_password_file(&path, problems)?;
+            Some((password, PasswordSource::File(path)))
+        }
+        None => None,
+    };
+    let from_env = env
+        .var(PASSWORD_ENV)
+        .filter(|value| !value.is_empty())
+        .map(|password| (password, PasswordSource::Environment));
+    let inline = inline.map(|password| (password, PasswordSource::Inline));
+    match from_env.or(from_file).or(inline) {
+        Some((password, _)) if password.is_empty() => {
+            problem(problems, "login.password", "must not be empty");
+            None
+        }
+        Some((password, source)) => Some((Secret::new(password), source)),
+        None => {
+            problem(
+                problems,
+                "login.password",
+                format!(
+                    "missing: set `login.password`, `login.password_file` or the environment variable {PASSWORD_ENV}"
+                ),
+            );
+            None
+        }
+    }
+}
+
+fn read_password_file(path: &Path, problems: &mut Vec<ConfigProblem>) -> Option<String> {
+    let key = "login.password_file";
+    match fs::read_to_string(path) {
+        Ok(text) => {
+            let password = text.trim_end_matches(['\n', '\r']);
+            if password.is_empty() {
+                problem(problems, key, format!("{} is empty", path.display()));
+                None
+            } else if password.contains('\n') {
+                problem(
+                    problems,
+                    key,
+                    format!("{} must hold the password on one line", path.display()),
+                );
+                None
+            } else {
+                Some(password.to_owned())
+            }
+        }
+        Err(err) => {
+            problem(
+                problems,
+                key,
+                format!("cannot read {}: {err}", path.display()),
+            );
+            None
+        }
+    }
+}

@@ -1,0 +1,202 @@
+//! Configuration: the TOML file as written by the operator (`Raw*`), checked
+//! into typed [`Settings`]. Every problem is collected before failing, so an
+//! operator fixes a file in one round instead of one key per restart.
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::time::Duration;
+use std::{fmt, fs};
+
+use url::Url;
+
+use crate::secret::Secret;
+
+mod check;
+
+/// The environment variable that overrides the password from the file.
+pub const PASSWORD_ENV: &str = "MW_AUTH_PROXY_PASSWORD";
+
+const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
+const DEFAULT_MAX_REPLAY_BODY_BYTES: u64 = 8 * 1024 * 1024;
+const DEFAULT_TIMEOUT_SECS: u64 = 60;
+const DEFAULT_SHUTDOWN_GRACE_SECS: u64 = 10;
+
+/// Everything the proxy needs, checked.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub server: ServerSettings,
+    pub wiki: WikiSettings,
+    pub login: LoginSettings,
+    pub log: LogSettings,
+    /// Things that work but deserve the operator's attention, logged at
+    /// start and on reload.
+    pub warnings: Vec<String>,
+}
+
+/// Where the password came from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PasswordSource {
+    Inline,
+    File(std::path::PathBuf),
+    Environment,
+}
+
+/// Whether users other than the owner may read the file.
+fn readable_by_others(path: &Path) -> bool {
+    use std::os::unix::fs::PermissionsExt;
+    fs::metadata(path).is_ok_and(|meta| meta.permissions().mode() & 0o044 != 0)
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LogSettings {
+    pub format: LogFormat,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line, for log collectors.
+    Json,
+}
+
+#[derive(Debug, Clone)]
+pub struct ServerSettings {
+    pub listen: SocketAddr,
+    /// Request bodies up to this size are kept so a request can be replayed
+    /// after a re-login; larger ones stream through and are not replayed.
+    pub max_replay_body_bytes: usize,
+    /// How long in-flight requests may run on after a shutdown signal.
+    pub shutdown_grace: Duration,
+}
+
+#[derive(Debug, Clone)]
+pub struct WikiSettings {
+    pub api_url: Url,
+    pub user_agent: String,
+    /// How long to wait for the wiki to start answering a request.
+    pub timeout: Duration,
+}
+
+#[derive(Debug, Clone)]
+pub struct LoginSettings {
+    /// The bot-password login name, `User@BotName`.
+    pub username: String,
+    pub password: Secret,
+    pub password_source: PasswordSource,
+}
+
+impl LoginSettings {
+    /// The account part of `User@BotName`, as the operator wrote it.
+    pub fn account(&self) -> &str {
+        self.username
+            .split_once('@')
+            .map_or(self.username.as_str(), |(user, _)| user)
+    }
+}
+
+/// One problem in the configuration, tied to the key it is about.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigProblem {
+    pub key: String,
+    pub message: String,
+}
+
+impl fmt::Display for ConfigProblem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "`{}`: {}", self.key, self.message)
+    }
+}
+
+/// Every problem found in one configuration file.
+#[derive(Debug, Clone, thiserror::Error)]
+pub struct ConfigError {
+    pub source_name: String,
+    pub problems: Vec<ConfigProblem>,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "invalid configuration in {}:", self.source_name)?;
+        for problem in &self.problems {
+            write!(f, "\n  {problem}")?;
+        }
+        Ok(())
+    }
+}
+
+/// Where settings come from besides the file itself, so tests can fake the
+/// environment instead of mutating the process's own.
+pub trait Environment {
+    fn var(&self, name: &str) -> Option<String>;
+}
+
+/// The real process environment.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ProcessEnvironment;
+
+impl Environment for ProcessEnvironment {
+    fn var(&self, name: &str) -> Option<String> {
+        std::env::var(name).ok()
+    }
+}
+
+impl Settings {
+    /// Reads and checks a configuration file. Relative paths inside it
+    /// (`login.password_file`) are taken relative to the file's directory.
+    pub fn load(path: &Path, env: &dyn Environment) -> Result<Self, ConfigError> {
+        let source_name = path.display().to_string();
+        let text = fs::read_to_string(path).map_err(|err| ConfigError {
+            source_name: source_name.clone(),
+            problems: vec![ConfigProblem {
+                key: "(file)".into(),
+                message: format!("cannot read the configuration file: {err}"),
+            }],
+        })?;
+        let base_dir = path.parent().unwrap_or_else(|| Path::new("."));
+        let mut settings =
+            Self::from_toml(&text, base_dir, env).map_err(|problems| ConfigError {
+                source_name: source_name.clone(),
+                problems,
+            })?;
+        if settings.login.password_source == PasswordSource::Inline && readable_by_others(path) {
+            settings.warnings.push(format!(
+                "{source_name} holds the bot password in plain text and other users can read it: \
+                 use login.password_file (or chmod 600 {source_name})"
+            ));
+        }
+        Ok(settings)
+    }
+
+    /// Checks configuration text; `base_dir` anchors relative paths.
+    pub fn from_toml(
+        text: &str,
+        base_dir: &Path,
+        env: &dyn Environment,
+    ) -> Result<Self, Vec<ConfigProblem>> {
+        let mut problems = Vec::new();
+        let raw = match check::parse_raw(text, &mut problems) {
+            Some(raw) => raw,
+            None => return Err(problems),
+        };
+        let server = check::server(raw.server, &mut problems);
+        let wiki = check::wiki(raw.wiki, &mut problems);
+        let login = check::login(raw.login, base_dir, env, &mut problems);
+        let log = check::log(raw.log, &mut problems);
+        match (server, wiki, login, log) {
+            (Some(server), Some(wiki), Some(login), Some(log)) if problems.is_empty() => {
+                Ok(Settings {
+                    server,
+                    wiki,
+                    login,
+                    log,
+                    warnings: Vec::new(),
+                })
+            }
+            _ => Err(problems),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

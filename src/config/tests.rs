@@ -1,0 +1,191 @@
+//! The configuration checks, one problem at a time and all at once.
+
+#![allow(clippy::unwrap_used)]
+
+use super::*;
+use std::collections::HashMap;
+
+#[derive(Default)]
+struct FakeEnv(HashMap<String, String>);
+
+impl Environment for FakeEnv {
+    fn var(&self, name: &str) -> Option<String> {
+        self.0.get(name).cloned()
+    }
+}
+
+const MINIMAL: &str = r#"
+    [wiki]
+    api_url = "https://wiki.example.org/w/api.php"
+    [login]
+    username = "Example@mybot"
+    password = "pw-from-file"
+"#;
+
+fn parse(text: &str) -> Result<Settings, Vec<ConfigProblem>> {
+    Settings::from_toml(text, Path::new("."), &FakeEnv::default())
+}
+
+fn keys(problems: &[ConfigProblem]) -> Vec<&str> {
+    problems.iter().map(|p| p.key.as_str()).collect()
+}
+
+#[test]
+fn minimal_file_gets_defaults() {
+    let settings = parse(MINIMAL).unwrap();
+    assert_eq!(settings.server.listen.to_string(), "127.0.0.1:8080");
+    assert_eq!(settings.server.max_replay_body_bytes, 8 * 1024 * 1024);
+    assert_eq!(settings.wiki.api_url.path(), "/w/api.php");
+    assert!(settings.wiki.user_agent.starts_with("mw-auth-proxy/"));
+    assert_eq!(settings.login.password.expose(), "pw-from-file");
+    assert_eq!(settings.login.account(), "Example");
+}
+
+#[test]
+fn every_unknown_key_is_reported_at_once() {
+    let text = format!("{MINIMAL}\n[extra]\nfoo = 1\n")
+        .replace("[wiki]", "[wiki]\napi_ur = \"x\"\nlisten = \"y\"");
+    let problems = parse(&text).unwrap_err();
+    let keys = keys(&problems);
+    assert!(keys.contains(&"wiki.api_ur"), "{keys:?}");
+    assert!(keys.contains(&"wiki.listen"), "{keys:?}");
+    assert!(keys.contains(&"extra"), "{keys:?}");
+}
+
+#[test]
+fn missing_keys_are_all_named() {
+    let problems = parse("").unwrap_err();
+    assert_eq!(
+        keys(&problems),
+        ["wiki.api_url", "login.username", "login.password"]
+    );
+}
+
+#[test]
+fn bad_urls_are_refused() {
+    for bad in [
+        "not a url",
+        "ftp://wiki.example.org/api.php",
+        "https://wiki.example.org/w/",
+        "https://wiki.example.org/w/api.php?action=query",
+        "https://user:pw@wiki.example.org/w/api.php",
+    ] {
+        let text = MINIMAL.replace("https://wiki.example.org/w/api.php", bad);
+        let problems = parse(&text).unwrap_err();
+        assert_eq!(keys(&problems), ["wiki.api_url"], "{bad}: {problems:?}");
+    }
+}
+
+#[test]
+fn password_and_password_file_together_are_refused() {
+    let text = MINIMAL.replace(
+        "password = \"pw-from-file\"",
+        "password = \"a\"\npassword_file = \"/dev/null\"",
+    );
+    let problems = parse(&text).unwrap_err();
+    assert_eq!(keys(&problems), ["login.password_file"]);
+}
+
+#[test]
+fn unreadable_password_file_names_the_key_and_path() {
+    let text = MINIMAL.replace(
+        "password = \"pw-from-file\"",
+        "password_file = \"/nonexistent/secret\"",
+    );
+    let problems = parse(&text).unwrap_err();
+    assert_eq!(keys(&problems), ["login.password_file"]);
+    assert!(problems[0].message.contains("/nonexistent/secret"));
+}
+
+#[test]
+fn password_file_is_one_line_relative_to_the_config() {
+    let dir = tempfile::tempdir().unwrap();
+    fs::write(dir.path().join("pw"), "from-file-secret\n").unwrap();
+    let text = MINIMAL.replace("password = \"pw-from-file\"", "password_file = \"pw\"");
+    let settings = Settings::from_toml(&text, dir.path(), &FakeEnv::default()).unwrap();
+    assert_eq!(settings.login.password.expose(), "from-file-secret");
+}
+
+#[test]
+fn environment_overrides_the_password() {
+    let mut env = FakeEnv::default();
+    env.0.insert(PASSWORD_ENV.into(), "from-env".into());
+    let settings = Settings::from_toml(MINIMAL, Path::new("."), &env).unwrap();
+    assert_eq!(settings.login.password.expose(), "from-env");
+    let no_password = MINIMAL.replace("password = \"pw-from-file\"", "");
+    let settings = Settings::from_toml(&no_password, Path::new("."), &env).unwrap();
+    assert_eq!(settings.login.password.expose(), "from-env");
+}
+
+#[test]
+fn username_must_be_a_bot_password_name() {
+    let text = MINIMAL.replace("Example@mybot", "Example");
+    assert_eq!(keys(&parse(&text).unwrap_err()), ["login.username"]);
+}
+
+#[test]
+fn wrong_types_and_bad_listen_are_reported() {
+    let text = format!("{MINIMAL}\n[server]\nlisten = \"localhost\"\n");
+    assert_eq!(keys(&parse(&text).unwrap_err()), ["server.listen"]);
+    let text = format!("{MINIMAL}\n[server]\nlisten = 8080\n");
+    let problems = parse(&text).unwrap_err();
+    assert!(problems[0].message.contains("listen"), "{problems:?}");
+}
+
+#[test]
+fn shipped_example_config_is_valid() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("config");
+    let text = fs::read_to_string(dir.join("mw-auth-proxy.example.toml")).unwrap();
+    let settings = Settings::from_toml(&text, &dir, &FakeEnv::default()).unwrap();
+    assert_eq!(settings.login.username, "Example@mybot");
+    // The commented-out alternative must be valid too.
+    let secret = tempfile::NamedTempFile::new().unwrap();
+    fs::write(secret.path(), "from-file\n").unwrap();
+    let text = text.replace("password = \"change-me\"", "").replace(
+        "# password_file = \"/run/secrets/mw_bot_password\"",
+        &format!("password_file = {:?}", secret.path()),
+    );
+    let settings = Settings::from_toml(&text, &dir, &FakeEnv::default()).unwrap();
+    assert_eq!(settings.login.password.expose(), "from-file");
+}
+
+#[test]
+fn log_format_is_text_or_json() {
+    assert_eq!(parse(MINIMAL).unwrap().log.format, LogFormat::Text);
+    let json = format!("{MINIMAL}\n[log]\nformat = \"json\"\n");
+    assert_eq!(parse(&json).unwrap().log.format, LogFormat::Json);
+    let xml = format!("{MINIMAL}\n[log]\nformat = \"xml\"\n");
+    assert_eq!(keys(&parse(&xml).unwrap_err()), ["log.format"]);
+}
+
+#[test]
+fn a_plaintext_password_readable_by_others_is_warned_about() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("config.toml");
+    fs::write(&path, MINIMAL).unwrap();
+    let env = FakeEnv::default();
+
+    fs::set_permissions(&path, fs::Permissions::from_mode(0o644)).unwrap();
+    let settings = Settings::load(&path, &env).unwrap();
+    assert_eq!(settings.warnings.len(), 1, "{:?}", settings.warnings);
+    assert!(settings.warnings[0].contains("password_file"));
+    assert!(!settings.warnings[0].contains("pw-from-file"));
+
+    fs::set_permissions(&path, fs::Permissions::from_mode(0o600)).unwrap();
+    assert!(Settings::load(&path, &env).unwrap().warnings.is_empty());
+
+    fs::write(dir.path().join("pw"), "secret").unwrap();
+    fs::write(
+        &path,
+        MINIMAL.replace("password = \"pw-from-file\"", "password_file = \"pw\""),
+    )
+    .unwrap();
+    fs::set_permissions(&path, fs::Permissions::from_mode(0o644)).unwrap();
+    let settings = Settings::load(&path, &env).unwrap();
+    assert!(settings.warnings.is_empty());
+    assert_eq!(
+        settings.login.password_source,
+        PasswordSource::File(dir.path().join("pw"))
+    );
+}
