@@ -8,6 +8,7 @@ use http::header::{CONTENT_TYPE, HeaderValue};
 use http::{Response, StatusCode};
 use http_body_util::{BodyExt, Full};
 
+use crate::access::Denied;
 use crate::mediawiki::answers::API_ERROR_HEADER;
 use crate::session::NotReady;
 
@@ -35,6 +36,15 @@ pub enum ProxyError {
     CookiesIgnored(String),
     #[error("cannot read the request: {0}")]
     BadRequest(String),
+    #[error("`action={action}` is not allowed through this proxy ({because})")]
+    ActionDenied {
+        action: String,
+        because: &'static str,
+    },
+    #[error("the request body is larger than {0} bytes (server.max_body_bytes)")]
+    RequestTooLarge(u64),
+    #[error("access denied: {0}")]
+    AccessDenied(#[from] Denied),
     #[error(
         "a form body larger than {0} bytes cannot be checked by the proxy; raise server.max_replay_body_bytes or send it as multipart/form-data"
     )]
@@ -62,6 +72,19 @@ impl ProxyError {
                 ("mw-auth-proxy-cookies-ignored", StatusCode::BAD_REQUEST)
             }
             ProxyError::BadRequest(_) => ("mw-auth-proxy-bad-request", StatusCode::BAD_REQUEST),
+            ProxyError::RequestTooLarge(_) => (
+                "mw-auth-proxy-request-too-large",
+                StatusCode::PAYLOAD_TOO_LARGE,
+            ),
+            ProxyError::ActionDenied { .. } => {
+                ("mw-auth-proxy-action-denied", StatusCode::FORBIDDEN)
+            }
+            ProxyError::AccessDenied(Denied::Token) => {
+                ("mw-auth-proxy-unauthorized", StatusCode::UNAUTHORIZED)
+            }
+            ProxyError::AccessDenied(Denied::Address | Denied::Host(_) | Denied::Origin(_)) => {
+                ("mw-auth-proxy-forbidden", StatusCode::FORBIDDEN)
+            }
             ProxyError::BodyTooLarge(_) => (
                 "mw-auth-proxy-body-too-large",
                 StatusCode::PAYLOAD_TOO_LARGE,
@@ -82,6 +105,12 @@ impl ProxyError {
         response
             .headers_mut()
             .insert(API_ERROR_HEADER, HeaderValue::from_static(code));
+        if status == StatusCode::UNAUTHORIZED {
+            response.headers_mut().insert(
+                http::header::WWW_AUTHENTICATE,
+                HeaderValue::from_static("Bearer realm=\"mw-auth-proxy\""),
+            );
+        }
         response
     }
 }

@@ -6,6 +6,7 @@
 //!
 //! # Layout
 //! - [`config`]: the TOML file, checked into [`config::Settings`].
+//! - [`access`]: who may use the proxy (address, token, Host, Origin).
 //! - [`server`]: accept loop, graceful shutdown, `/healthz` `/readyz` `/metrics`.
 //! - [`proxy`]: the forwarding pipeline for one request.
 //! - [`session`]: the login flow, the cookie jar, single-flight re-login.
@@ -15,6 +16,7 @@
 //! - [`reload`]: applying a configuration reloaded on SIGHUP.
 //! - [`secret`]: values that must never be shown.
 
+pub mod access;
 pub mod config;
 pub mod error;
 pub mod mediawiki;
@@ -52,5 +54,9 @@ pub fn build(settings: &Settings) -> Result<Arc<App>, upstream::ClientError> {
         api_path: settings.wiki.api_url.path().to_owned(),
         login,
         running: reload::Running::new(settings.clone()),
+        access: std::sync::RwLock::new(Arc::new(access::Access::new(
+            settings.access.clone(),
+            settings.server.listen,
+        ))),
     }))
 }

@@ -194,13 +194,7 @@ async fn serve(settings: Settings, config_path: PathBuf) -> anyhow::Result<()> {
     );
     let app = mw_auth_proxy::build(&settings)?;
     tokio::spawn(reload_on_hangup(app.clone(), config_path));
-    mw_auth_proxy::server::serve(
-        listener,
-        app,
-        shutdown_signal(),
-        settings.server.shutdown_grace,
-    )
-    .await;
+    mw_auth_proxy::server::serve(listener, app, shutdown_signal(), &settings.server).await;
     Ok(())
 }
 

@@ -5,7 +5,9 @@
 //! refused by the caller before it gets here, so a typo never stops a
 //! running proxy.
 
-use std::sync::{Mutex, PoisonError};
+use std::sync::{Arc, Mutex, PoisonError};
+
+use crate::access::Access;
 
 use crate::config::Settings;
 use crate::server::App;
@@ -56,6 +58,18 @@ pub fn apply(app: &App, new: Settings) -> Reloaded {
             "changing this key takes a restart; the running value is kept"
         );
     }
+    // Tokens, addresses and names apply to the next request.
+    *app.access.write().unwrap_or_else(PoisonError::into_inner) =
+        Arc::new(Access::new(new.access.clone(), running.server.listen));
+    if running.policy.read_only != new.policy.read_only
+        || running.policy.allow_actions != new.policy.allow_actions
+        || running.policy.deny_actions != new.policy.deny_actions
+    {
+        tracing::warn!(
+            key = "policy",
+            "changing the action policy takes a restart; the running policy is kept"
+        );
+    }
     let credentials_changed = app.login.set_credentials(new.login.clone());
     if credentials_changed {
         tracing::info!(user = %new.login.username, "configuration reloaded with new credentials; logging in again");
@@ -64,6 +78,7 @@ pub fn apply(app: &App, new: Settings) -> Reloaded {
         tracing::info!("configuration reloaded; the credentials are unchanged");
     }
     running.login = new.login;
+    running.access = new.access;
     Reloaded {
         credentials_changed,
         need_restart,

@@ -3,19 +3,23 @@
 
 use std::convert::Infallible;
 use std::future::Future;
-use std::sync::Arc;
+use std::net::IpAddr;
+use std::sync::{Arc, PoisonError, RwLock};
 use std::time::Duration;
 
-use http::header::CONTENT_TYPE;
+use http::header::{CONNECTION, CONTENT_TYPE, TRANSFER_ENCODING};
 use http::{HeaderValue, Request, Response, StatusCode};
 use hyper::body::Incoming;
 use hyper::service::service_fn;
-use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
 use time::format_description::well_known::Rfc3339;
 use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
 
+use crate::access::Access;
+use crate::config::ServerSettings;
 use crate::error::{ProxyError, ResponseBody, full_body, json_response};
 use crate::proxy::Proxy;
 use crate::reload::Running;
@@ -38,15 +42,60 @@ pub struct App {
     /// The login flow, whose credentials a reload may replace.
     pub login: Arc<BotPasswordLogin>,
     pub running: Running,
+    /// Replaced whole on reload (new tokens, addresses, names).
+    pub access: RwLock<Arc<Access>>,
 }
 
 impl App {
-    async fn route(&self, request: Request<Incoming>) -> Response<ResponseBody> {
+    async fn route(&self, peer: IpAddr, request: Request<Incoming>) -> Response<ResponseBody> {
+        // Requests are smuggled by sending both Content-Length and
+        // Transfer-Encoding, so that a proxy and the server behind it frame
+        // the body differently and one sees a second request the other took
+        // for body. The HTTP parser frames by Transfer-Encoding alone (and
+        // hides the Content-Length); RFC 9112 §6.1 then requires closing the
+        // connection, so nothing sent after such a body is ever read as a
+        // request. Chunked requests are rare for API clients; they only lose
+        // keep-alive.
+        let chunked = request.headers().contains_key(TRANSFER_ENCODING);
+        let mut response = self.route_request(peer, request).await;
+        if chunked {
+            response
+                .headers_mut()
+                .insert(CONNECTION, HeaderValue::from_static("close"));
+        }
+        response
+    }
+
+    async fn route_request(
+        &self,
+        peer: IpAddr,
+        request: Request<Incoming>,
+    ) -> Response<ResponseBody> {
+        // Orchestrators probe these without credentials; they reveal no
+        // secret.
         match request.uri().path() {
-            "/healthz" => text_response(StatusCode::OK, "ok\n"),
-            "/readyz" => self.readiness(),
-            "/metrics" => self.metrics_response(),
-            path if path == "/api.php" || path == self.api_path => self.proxy.handle(request).await,
+            "/healthz" => return text_response(StatusCode::OK, "ok\n"),
+            "/readyz" => return self.readiness(),
+            _ => {}
+        }
+        let access = self
+            .access
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone();
+        match request.uri().path() {
+            "/metrics" if access.metrics_are_public() => self.metrics_response(),
+            path if path == "/metrics" || path == "/api.php" || path == self.api_path => {
+                if let Err(denied) = access.check(peer, request.headers()) {
+                    tracing::info!(%peer, reason = %denied, "request refused");
+                    return ProxyError::from(denied).into_response();
+                }
+                if path == "/metrics" {
+                    self.metrics_response()
+                } else {
+                    self.proxy.handle(request).await
+                }
+            }
             _ => ProxyError::UnknownPath(self.served_paths()).into_response(),
         }
     }
@@ -115,20 +164,39 @@ fn text_response(status: StatusCode, text: impl Into<bytes::Bytes>) -> Response<
 }
 
 /// Serves until `shutdown` resolves, then stops accepting and gives
-/// in-flight requests up to `grace` to finish.
+/// in-flight requests up to `limits.shutdown_grace` to finish.
 pub async fn serve(
     listener: TcpListener,
     app: Arc<App>,
     shutdown: impl Future<Output = ()>,
-    grace: Duration,
+    limits: &ServerSettings,
 ) {
-    let builder = auto::Builder::new(TokioExecutor::new());
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        // Slow clients get this long to send their headers; it also closes
+        // idle keep-alive connections.
+        .header_read_timeout(limits.header_read_timeout)
+        .max_headers(limits.max_headers);
     let graceful = GracefulShutdown::new();
+    // Connections beyond the limit wait in the listen backlog.
+    let connections = Arc::new(Semaphore::new(limits.max_connections));
     tokio::pin!(shutdown);
     loop {
+        let permit = tokio::select! {
+            permit = connections.clone().acquire_owned() => match permit {
+                Ok(permit) => permit,
+                Err(_) => break,
+            },
+            () = &mut shutdown => {
+                tracing::info!("shutting down: no new connections");
+                break;
+            }
+        };
         tokio::select! {
             accepted = listener.accept() => {
-                let (stream, _peer) = match accepted {
+                let (stream, peer) = match accepted {
                     Ok(accepted) => accepted,
                     Err(err) => {
                         tracing::warn!(error = %err, "accept failed");
@@ -141,7 +209,7 @@ pub async fn serve(
                 let app = app.clone();
                 let service = service_fn(move |request| {
                     let app = app.clone();
-                    async move { Ok::<_, Infallible>(app.route(request).await) }
+                    async move { Ok::<_, Infallible>(app.route(peer.ip(), request).await) }
                 });
                 let connection = builder.serve_connection(TokioIo::new(stream), service);
                 let connection = graceful.watch(connection.into_owned());
@@ -149,6 +217,7 @@ pub async fn serve(
                     if let Err(err) = connection.await {
                         tracing::debug!(error = %err, "client connection ended with an error");
                     }
+                    drop(permit);
                 });
             }
             () = &mut shutdown => {
@@ -158,6 +227,7 @@ pub async fn serve(
         }
     }
     drop(listener);
+    let grace = limits.shutdown_grace;
     tokio::select! {
         () = graceful.shutdown() => tracing::info!("all requests finished"),
         () = tokio::time::sleep(grace) => {

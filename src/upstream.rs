@@ -16,7 +16,12 @@ pub fn client(wiki: &WikiSettings) -> Result<reqwest::Client, ClientError> {
     // reqwest is built without a default crypto back end; install ring's
     // once per process (a second call only reports it is already there).
     let _ = rustls::crypto::ring::default_provider().install_default();
-    reqwest::Client::builder()
+    let mut builder = reqwest::Client::builder();
+    // A private CA (`wiki.ca_file`) is trusted besides the system's roots.
+    for certificate in &wiki.ca_certificates {
+        builder = builder.add_root_certificate(certificate.clone());
+    }
+    builder
         // A proxy passes redirects on; following them would hide them from
         // the client and could carry the session cookies elsewhere.
         .redirect(reqwest::redirect::Policy::none())

@@ -22,6 +22,10 @@ pub(super) struct RawConfig {
     pub(super) login: RawLogin,
     #[serde(default)]
     pub(super) log: RawLog,
+    #[serde(default)]
+    pub(super) access: super::security::RawAccess,
+    #[serde(default)]
+    pub(super) policy: super::security::RawPolicy,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -33,6 +37,10 @@ pub(super) struct RawLog {
 pub(super) struct RawServer {
     listen: Option<String>,
     max_replay_body_bytes: Option<u64>,
+    max_body_bytes: Option<u64>,
+    max_connections: Option<usize>,
+    max_headers: Option<usize>,
+    header_read_timeout_secs: Option<u64>,
     shutdown_grace_secs: Option<u64>,
 }
 
@@ -41,6 +49,8 @@ pub(super) struct RawWiki {
     api_url: Option<String>,
     user_agent: Option<String>,
     timeout_secs: Option<u64>,
+    allow_insecure_http: Option<bool>,
+    ca_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -85,7 +95,7 @@ fn toml_problem(err: &toml::de::Error) -> ConfigProblem {
     }
 }
 
-fn problem(problems: &mut Vec<ConfigProblem>, key: &str, message: impl Into<String>) {
+pub(super) fn problem(problems: &mut Vec<ConfigProblem>, key: &str, message: impl Into<String>) {
     problems.push(ConfigProblem {
         key: key.into(),
         message: message.into(),
@@ -119,14 +129,56 @@ pub(super) fn server(raw: RawServer, problems: &mut Vec<ConfigProblem>) -> Optio
         raw.shutdown_grace_secs
             .unwrap_or(DEFAULT_SHUTDOWN_GRACE_SECS),
     );
+    let at_least_one =
+        |key: &str, value: Option<u64>, default: u64, problems: &mut Vec<_>| match value
+            .unwrap_or(default)
+        {
+            0 => {
+                problem(problems, key, "must be at least 1");
+                None
+            }
+            value => Some(value),
+        };
+    let max_body_bytes = at_least_one(
+        "server.max_body_bytes",
+        raw.max_body_bytes,
+        DEFAULT_MAX_BODY_BYTES,
+        problems,
+    );
+    let max_connections = at_least_one(
+        "server.max_connections",
+        raw.max_connections.map(|n| n as u64),
+        DEFAULT_MAX_CONNECTIONS,
+        problems,
+    );
+    let max_headers = at_least_one(
+        "server.max_headers",
+        raw.max_headers.map(|n| n as u64),
+        DEFAULT_MAX_HEADERS,
+        problems,
+    );
+    let header_read_timeout = at_least_one(
+        "server.header_read_timeout_secs",
+        raw.header_read_timeout_secs,
+        DEFAULT_HEADER_READ_TIMEOUT_SECS,
+        problems,
+    );
     Some(ServerSettings {
         listen: listen?,
         max_replay_body_bytes: max_replay_body_bytes?,
+        max_body_bytes: max_body_bytes?,
+        max_connections: max_connections? as usize,
+        max_headers: max_headers? as usize,
+        header_read_timeout: Duration::from_secs(header_read_timeout?),
         shutdown_grace,
     })
 }
 
-pub(super) fn wiki(raw: RawWiki, problems: &mut Vec<ConfigProblem>) -> Option<WikiSettings> {
+pub(super) fn wiki(
+    raw: RawWiki,
+    base_dir: &Path,
+    problems: &mut Vec<ConfigProblem>,
+) -> Option<WikiSettings> {
     let api_url = match raw.api_url.as_deref() {
         None => {
             problem(
@@ -161,11 +213,70 @@ pub(super) fn wiki(raw: RawWiki, problems: &mut Vec<ConfigProblem>) -> Option<Wi
         }
         secs => Some(Duration::from_secs(secs)),
     };
+    let allow_insecure_http = raw.allow_insecure_http.unwrap_or(false);
+    if let Some(url) = &api_url
+        && url.scheme() == "http"
+        && !allow_insecure_http
+        && !is_loopback_host(url)
+    {
+        problem(
+            problems,
+            "wiki.api_url",
+            "a plain http:// wiki beyond this machine would see the bot password and session \
+             cross the network in clear: use https://, or set wiki.allow_insecure_http = true",
+        );
+    }
+    let ca_certificates = match raw.ca_file {
+        None => Some(Vec::new()),
+        Some(path) => read_ca_file(&base_dir.join(path), problems),
+    };
     Some(WikiSettings {
         api_url: api_url?,
         user_agent: user_agent?,
         timeout: timeout?,
+        allow_insecure_http,
+        ca_certificates: ca_certificates?,
     })
+}
+
+fn is_loopback_host(url: &Url) -> bool {
+    match url.host() {
+        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+        Some(url::Host::Domain(name)) => name.eq_ignore_ascii_case("localhost"),
+        None => false,
+    }
+}
+
+/// PEM certificates to trust besides the system's, for a wiki with a
+/// private CA.
+fn read_ca_file(
+    path: &Path,
+    problems: &mut Vec<ConfigProblem>,
+) -> Option<Vec<reqwest::Certificate>> {
+    let key = "wiki.ca_file";
+    let pem = match fs::read(path) {
+        Ok(pem) => pem,
+        Err(err) => {
+            problem(
+                problems,
+                key,
+                format!("cannot read {}: {err}", path.display()),
+            );
+            return None;
+        }
+    };
+    match reqwest::Certificate::from_pem_bundle(&pem) {
+        Ok(certificates) if !certificates.is_empty() => Some(certificates),
+        Ok(_) | Err(_) => {
+            problem(
+                problems,
+                key,
+                format!("{} holds no PEM certificate", path.display()),
+            );
+            None
+        }
+    }
 }
 
 /// The User-Agent sent when the operator configured none.

@@ -12,6 +12,7 @@ use url::Url;
 use crate::secret::Secret;
 
 mod check;
+mod security;
 
 /// The environment variable that overrides the password from the file.
 pub const PASSWORD_ENV: &str = "MW_AUTH_PROXY_PASSWORD";
@@ -20,6 +21,12 @@ const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
 const DEFAULT_MAX_REPLAY_BODY_BYTES: u64 = 8 * 1024 * 1024;
 const DEFAULT_TIMEOUT_SECS: u64 = 60;
 const DEFAULT_SHUTDOWN_GRACE_SECS: u64 = 10;
+/// Uploads to MediaWiki are limited far below this by PHP itself.
+const DEFAULT_MAX_BODY_BYTES: u64 = 1024 * 1024 * 1024;
+const DEFAULT_MAX_CONNECTIONS: u64 = 1024;
+const DEFAULT_MAX_HEADERS: u64 = 100;
+/// Also how long an idle keep-alive connection is kept.
+const DEFAULT_HEADER_READ_TIMEOUT_SECS: u64 = 30;
 
 /// Everything the proxy needs, checked.
 #[derive(Debug, Clone)]
@@ -28,6 +35,8 @@ pub struct Settings {
     pub wiki: WikiSettings,
     pub login: LoginSettings,
     pub log: LogSettings,
+    pub access: AccessSettings,
+    pub policy: PolicySettings,
     /// Things that work but deserve the operator's attention, logged at
     /// start and on reload.
     pub warnings: Vec<String>,
@@ -60,12 +69,53 @@ pub enum LogFormat {
     Json,
 }
 
+/// Who may use the proxy.
+#[derive(Debug, Clone)]
+pub struct AccessSettings {
+    /// The operator accepts a non-loopback listen address without inbound
+    /// authentication (something else guards the port).
+    pub allow_unauthenticated_remote: bool,
+    /// From `bearer_tokens` and `bearer_tokens_file` together; empty: no
+    /// token needed.
+    pub bearer_tokens: Vec<Secret>,
+    pub bearer_tokens_file: Option<std::path::PathBuf>,
+    /// Client addresses allowed; empty: any (loopback by default listen).
+    pub allow_cidrs: Vec<ipnet::IpNet>,
+    /// `Host` names accepted besides the listen address and localhost.
+    pub allowed_hosts: Vec<String>,
+    /// Browser origins accepted; a request with any other `Origin` header
+    /// is refused.
+    pub allowed_origins: Vec<String>,
+    /// `/metrics` without inbound authentication.
+    pub public_metrics: bool,
+}
+
+/// What clients may do with the bot's rights.
+#[derive(Debug, Clone, Default)]
+pub struct PolicySettings {
+    /// Refuse write modules, and have MediaWiki refuse them too.
+    pub read_only: bool,
+    /// When not empty, the only modules allowed.
+    pub allow_actions: Vec<String>,
+    /// Modules refused, besides the built-in session guards.
+    pub deny_actions: Vec<String>,
+}
+
 #[derive(Debug, Clone)]
 pub struct ServerSettings {
     pub listen: SocketAddr,
     /// Request bodies up to this size are kept so a request can be replayed
     /// after a re-login; larger ones stream through and are not replayed.
     pub max_replay_body_bytes: usize,
+    /// Larger request bodies are refused (413).
+    pub max_body_bytes: u64,
+    /// Connections beyond this wait to be accepted.
+    pub max_connections: usize,
+    /// Requests with more header lines are refused (431).
+    pub max_headers: usize,
+    /// Time a client has to send a request's headers, also the idle time
+    /// of a keep-alive connection before it is closed.
+    pub header_read_timeout: Duration,
     /// How long in-flight requests may run on after a shutdown signal.
     pub shutdown_grace: Duration,
 }
@@ -76,6 +126,10 @@ pub struct WikiSettings {
     pub user_agent: String,
     /// How long to wait for the wiki to start answering a request.
     pub timeout: Duration,
+    /// A plain-http wiki beyond loopback was accepted explicitly.
+    pub allow_insecure_http: bool,
+    /// Trusted besides the system's roots (`ca_file`).
+    pub ca_certificates: Vec<reqwest::Certificate>,
 }
 
 #[derive(Debug, Clone)]
@@ -180,21 +234,37 @@ impl Settings {
             None => return Err(problems),
         };
         let server = check::server(raw.server, &mut problems);
-        let wiki = check::wiki(raw.wiki, &mut problems);
+        let wiki = check::wiki(raw.wiki, base_dir, &mut problems);
         let login = check::login(raw.login, base_dir, env, &mut problems);
         let log = check::log(raw.log, &mut problems);
-        match (server, wiki, login, log) {
-            (Some(server), Some(wiki), Some(login), Some(log)) if problems.is_empty() => {
-                Ok(Settings {
-                    server,
-                    wiki,
-                    login,
-                    log,
-                    warnings: Vec::new(),
-                })
-            }
-            _ => Err(problems),
+        let listen = server.as_ref().map(|server| server.listen);
+        let access = security::access(raw.access, base_dir, listen, &mut problems);
+        let policy = security::policy(raw.policy, &mut problems);
+        let (Some(server), Some(wiki), Some(login), Some(log), Some(access), Some(policy)) =
+            (server, wiki, login, log, access, policy)
+        else {
+            return Err(problems);
+        };
+        if !problems.is_empty() {
+            return Err(problems);
         }
+        let mut warnings = Vec::new();
+        if access.allow_unauthenticated_remote && !server.listen.ip().is_loopback() {
+            warnings.push(format!(
+                "listening on {} without inbound authentication (access.allow_unauthenticated_remote): \
+                 whoever reaches this port acts as the bot",
+                server.listen
+            ));
+        }
+        Ok(Settings {
+            server,
+            wiki,
+            login,
+            log,
+            access,
+            policy,
+            warnings,
+        })
     }
 }
 

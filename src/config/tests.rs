@@ -189,3 +189,81 @@ fn a_plaintext_password_readable_by_others_is_warned_about() {
         PasswordSource::File(dir.path().join("pw"))
     );
 }
+
+#[test]
+fn a_remote_listen_address_needs_inbound_authentication() {
+    let remote = format!("{MINIMAL}\n[server]\nlisten = \"0.0.0.0:8080\"\n");
+    assert_eq!(keys(&parse(&remote).unwrap_err()), ["server.listen"]);
+    for access in [
+        "[access]\nbearer_tokens = [\"0123456789abcdef0123\"]",
+        "[access]\nallow_cidrs = [\"10.0.0.0/8\", \"::1\"]",
+    ] {
+        let text = format!("{remote}\n{access}\n");
+        let settings = parse(&text).unwrap();
+        assert!(settings.warnings.is_empty());
+    }
+    let explicit = format!("{remote}\n[access]\nallow_unauthenticated_remote = true\n");
+    let settings = parse(&explicit).unwrap();
+    assert_eq!(settings.warnings.len(), 1, "{:?}", settings.warnings);
+}
+
+#[test]
+fn access_values_are_checked() {
+    let short = format!("{MINIMAL}\n[access]\nbearer_tokens = [\"short\"]\n");
+    assert_eq!(keys(&parse(&short).unwrap_err()), ["access.bearer_tokens"]);
+    let cidr = format!("{MINIMAL}\n[access]\nallow_cidrs = [\"10.0.0.0/33\"]\n");
+    assert_eq!(keys(&parse(&cidr).unwrap_err()), ["access.allow_cidrs"]);
+    let dir = tempfile::tempdir().unwrap();
+    fs::write(
+        dir.path().join("tokens"),
+        "# one per line\n0123456789abcdef0123\n\nfedcba9876543210fedc\n",
+    )
+    .unwrap();
+    let file = format!("{MINIMAL}\n[access]\nbearer_tokens_file = \"tokens\"\n");
+    let settings = Settings::from_toml(&file, dir.path(), &FakeEnv::default()).unwrap();
+    assert_eq!(settings.access.bearer_tokens.len(), 2);
+    let missing = format!("{MINIMAL}\n[access]\nbearer_tokens_file = \"/nonexistent\"\n");
+    assert_eq!(
+        keys(&parse(&missing).unwrap_err()),
+        ["access.bearer_tokens_file"]
+    );
+}
+
+#[test]
+fn plain_http_beyond_loopback_needs_consent() {
+    let remote = MINIMAL.replace("https://wiki.example.org", "http://wiki.example.org");
+    assert_eq!(keys(&parse(&remote).unwrap_err()), ["wiki.api_url"]);
+    let consent = remote.replace("[wiki]", "[wiki]\nallow_insecure_http = true");
+    assert!(parse(&consent).is_ok());
+    for local in [
+        "http://127.0.0.1:8180",
+        "http://localhost",
+        "http://[::1]:80",
+    ] {
+        let text = MINIMAL.replace("https://wiki.example.org", local);
+        assert!(parse(&text).is_ok(), "{local}");
+    }
+}
+
+#[test]
+fn a_ca_file_must_hold_certificates() {
+    let dir = tempfile::tempdir().unwrap();
+    fs::write(dir.path().join("not-pem"), "hello").unwrap();
+    let text = MINIMAL.replace("[wiki]", "[wiki]\nca_file = \"not-pem\"");
+    let problems = Settings::from_toml(&text, dir.path(), &FakeEnv::default()).unwrap_err();
+    assert_eq!(keys(&problems), ["wiki.ca_file"]);
+    let text = MINIMAL.replace("[wiki]", "[wiki]\nca_file = \"/nonexistent.pem\"");
+    assert_eq!(keys(&parse(&text).unwrap_err()), ["wiki.ca_file"]);
+}
+
+#[test]
+fn policy_lists_hold_module_names() {
+    let text = format!(
+        "{MINIMAL}\n[policy]\nread_only = true\nallow_actions = [\"query\"]\ndeny_actions = [\"edit\"]\n"
+    );
+    let settings = parse(&text).unwrap();
+    assert!(settings.policy.read_only);
+    assert_eq!(settings.policy.allow_actions, ["query"]);
+    let bad = format!("{MINIMAL}\n[policy]\ndeny_actions = [\"\"]\n");
+    assert_eq!(keys(&parse(&bad).unwrap_err()), ["policy.deny_actions"]);
+}

@@ -10,6 +10,7 @@ use hyper::body::Incoming;
 use tokio::sync::oneshot;
 
 use super::inspect::{self, Stopped};
+use crate::config::PolicySettings;
 use crate::error::BoxError;
 use crate::mediawiki::params::Params;
 
@@ -82,6 +83,7 @@ impl RequestBody {
         boundary: String,
         params: Params,
         headers: HeaderMap,
+        policy: PolicySettings,
     ) -> Option<oneshot::Receiver<Stopped>> {
         let RequestBody::Streaming {
             prefix,
@@ -96,6 +98,7 @@ impl RequestBody {
             boundary,
             params,
             headers,
+            policy,
         );
         *self = RequestBody::Prepared {
             body: reqwest::Body::wrap_stream(stream),

@@ -14,6 +14,8 @@ use http::HeaderMap;
 use tokio::sync::{mpsc, oneshot};
 
 use super::guard::{self, Refusal};
+use super::policy;
+use crate::config::PolicySettings;
 use crate::error::BoxError;
 use crate::mediawiki::params::Params;
 
@@ -28,6 +30,7 @@ const CHANNEL_CHUNKS: usize = 8;
 #[derive(Debug)]
 pub(super) enum Stopped {
     Refused(Refusal),
+    Denied(policy::Denied),
     Malformed(String),
 }
 
@@ -38,6 +41,7 @@ pub(super) fn inspected<S>(
     boundary: String,
     query_params: Params,
     headers: HeaderMap,
+    policy: PolicySettings,
 ) -> (
     impl Stream<Item = Result<Bytes, BoxError>> + Send + 'static,
     oneshot::Receiver<Stopped>,
@@ -46,7 +50,13 @@ where
     S: Stream<Item = Result<Bytes, BoxError>> + Send + Unpin + 'static,
 {
     let (copies, received) = mpsc::channel::<Bytes>(CHANNEL_CHUNKS);
-    let reader = tokio::spawn(read_fields(received, boundary, query_params, headers));
+    let reader = tokio::spawn(read_fields(
+        received,
+        boundary,
+        query_params,
+        headers,
+        policy,
+    ));
     let (stopped_tx, stopped_rx) = oneshot::channel();
     let state = State {
         chunks,
@@ -122,6 +132,7 @@ async fn read_fields(
     boundary: String,
     mut params: Params,
     headers: HeaderMap,
+    policy: PolicySettings,
 ) -> Result<(), Stopped> {
     let stream = futures_util::stream::unfold(received, |mut received| async move {
         received
@@ -145,8 +156,11 @@ async fn read_fields(
             params.push(&name, String::from_utf8_lossy(&value).into_owned());
         }
     }
-    match guard::check(&params, &headers) {
-        Some(refusal) => Err(Stopped::Refused(refusal)),
+    if let Some(refusal) = guard::check(&params, &headers) {
+        return Err(Stopped::Refused(refusal));
+    }
+    match policy::check(&policy, &params) {
+        Some(denied) => Err(Stopped::Denied(denied)),
         None => Ok(()),
     }
 }

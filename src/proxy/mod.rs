@@ -8,6 +8,7 @@ mod body;
 mod guard;
 mod headers;
 mod inspect;
+mod policy;
 mod token;
 
 use std::borrow::Cow;
@@ -17,12 +18,13 @@ use std::time::Duration;
 use bytes::Bytes;
 use http::header::{CONTENT_LENGTH, CONTENT_TYPE, COOKIE, SET_COOKIE, USER_AGENT};
 use http::{HeaderValue, Request, Response, StatusCode, Version};
+use http_body::Body as _;
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use tokio::time::Instant;
 use url::Url;
 
-use crate::config::Settings;
+use crate::config::{PolicySettings, Settings};
 use crate::error::{ProxyError, ResponseBody, json_response};
 use crate::mediawiki::answers::{self, API_ERROR_HEADER};
 use crate::mediawiki::params::{BodyKind, Params};
@@ -53,6 +55,8 @@ pub struct Proxy {
     /// Appended to the client's own User-Agent so the wiki always sees the
     /// operator's contact details.
     user_agent: String,
+    policy: PolicySettings,
+    max_body_bytes: u64,
 }
 
 /// What a forwarded request came to, for the request log.
@@ -77,6 +81,8 @@ impl Proxy {
             max_replay_body_bytes: settings.server.max_replay_body_bytes,
             timeout: settings.wiki.timeout,
             user_agent: settings.wiki.user_agent.clone(),
+            policy: settings.policy.clone(),
+            max_body_bytes: settings.server.max_body_bytes,
         }
     }
 
@@ -110,6 +116,16 @@ impl Proxy {
     async fn forward(&self, request: Request<Incoming>) -> Result<Outcome, (ProxyError, String)> {
         let (parts, body) = request.into_parts();
         let unknown_action = || "?".to_owned();
+        if body
+            .size_hint()
+            .exact()
+            .is_some_and(|length| length > self.max_body_bytes)
+        {
+            return Err((
+                ProxyError::RequestTooLarge(self.max_body_bytes),
+                unknown_action(),
+            ));
+        }
         let content_type = parts
             .headers
             .get(CONTENT_TYPE)
@@ -126,6 +142,9 @@ impl Proxy {
         if let Some(refusal) = guard::check(&params, &parts.headers) {
             return refuse(refusal, action);
         }
+        if let Some(denied) = policy::check(&self.policy, &params) {
+            return Err((denied.into(), action));
+        }
         // A client that asserts on its own keeps its choice; everyone else
         // gets `assertuser`, so a lost session fails loudly instead of
         // quietly running as an anonymous user.
@@ -137,9 +156,12 @@ impl Proxy {
             .await
             .map_err(|err| (err.into(), action.clone()))?;
         let mut stopped = match &kind {
-            BodyKind::Multipart { boundary } if !body.is_replayable() => {
-                body.inspect(boundary.clone(), params.clone(), parts.headers.clone())
-            }
+            BodyKind::Multipart { boundary } if !body.is_replayable() => body.inspect(
+                boundary.clone(),
+                params.clone(),
+                parts.headers.clone(),
+                self.policy.clone(),
+            ),
             _ => None,
         };
         let mut query = parts.uri.query().map(Cow::Borrowed);
@@ -159,6 +181,7 @@ impl Proxy {
                 Err(err) => {
                     return match stopped.as_mut().and_then(|stopped| stopped.try_recv().ok()) {
                         Some(Stopped::Refused(refusal)) => refuse(refusal, action),
+                        Some(Stopped::Denied(denied)) => Err((denied.into(), action)),
                         Some(Stopped::Malformed(why)) => Err((ProxyError::BadRequest(why), action)),
                         None => Err((err, action)),
                     };
@@ -343,6 +366,10 @@ impl Proxy {
             headers.insert(COOKIE, cookies.clone());
         }
         headers.insert(USER_AGENT, self.user_agent_for(&parts.headers));
+        if self.policy.read_only {
+            // MediaWiki then refuses every write module itself.
+            headers.insert(policy::PROMISE_NON_WRITE, HeaderValue::from_static("true"));
+        }
         let (upstream_body, length) = body.take_for_upstream();
         if let Some(length) = length {
             headers.insert(CONTENT_LENGTH, HeaderValue::from(length));
@@ -419,6 +446,15 @@ impl<'a> InFlight<'a> {
 impl Drop for InFlight<'_> {
     fn drop(&mut self) {
         self.0.in_flight.dec();
+    }
+}
+
+impl From<policy::Denied> for ProxyError {
+    fn from(denied: policy::Denied) -> Self {
+        ProxyError::ActionDenied {
+            action: denied.action,
+            because: denied.because,
+        }
     }
 }
 

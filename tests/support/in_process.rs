@@ -44,14 +44,20 @@ impl TestProxy {
         let base_url = format!("http://{}", listener.local_addr().expect("addr"));
         let app = mw_auth_proxy::build(&settings).expect("build proxy");
         let (shutdown, stopped) = oneshot::channel::<()>();
-        let task = tokio::spawn(mw_auth_proxy::server::serve(
-            listener,
-            app.clone(),
-            async {
-                let _ = stopped.await;
-            },
-            Duration::from_secs(5),
-        ));
+        let mut limits = settings.server.clone();
+        limits.shutdown_grace = Duration::from_secs(5);
+        let server_app = app.clone();
+        let task = tokio::spawn(async move {
+            mw_auth_proxy::server::serve(
+                listener,
+                server_app,
+                async {
+                    let _ = stopped.await;
+                },
+                &limits,
+            )
+            .await;
+        });
         Self {
             base_url,
             app,
