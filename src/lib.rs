@@ -45,7 +45,32 @@ pub fn build(settings: &Settings) -> Result<Arc<App>, upstream::ClientError> {
         settings.wiki.api_url.clone(),
         settings.login.clone(),
     ));
-    let sessions = SessionManager::start(login.clone(), metrics.clone());
+    let state_file =
+        settings
+            .session
+            .state_file
+            .clone()
+            .map(|path| session::persist::StateFileSettings {
+                path,
+                api_url: settings.wiki.api_url.to_string(),
+                username: settings.login.username.clone(),
+            });
+    let saved = state_file.as_ref().and_then(session::persist::load);
+    let sessions = SessionManager::start_resuming(login.clone(), metrics.clone(), saved);
+    if let Some(state_file) = state_file {
+        tokio::spawn(session::persist::keep_saved(
+            Arc::downgrade(&sessions),
+            state_file,
+        ));
+    }
+    if let Some(interval) = settings.session.keepalive {
+        tokio::spawn(session::keepalive::run(
+            Arc::downgrade(&sessions),
+            http.clone(),
+            settings.wiki.api_url.clone(),
+            interval,
+        ));
+    }
     let proxy = proxy::Proxy::new(settings, http, sessions.clone(), metrics.clone());
     Ok(Arc::new(App {
         proxy,

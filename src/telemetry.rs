@@ -47,6 +47,13 @@ pub struct Metrics {
     /// Set when `/metrics` is rendered, from the session's state.
     pub session_age: Gauge<f64, AtomicU64>,
     pub logged_in: Gauge,
+    pub keepalives: Family<ResultLabels, Counter>,
+    pub tokens_renewed: Counter,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ResultLabels {
+    pub result: &'static str,
 }
 
 impl Default for Metrics {
@@ -127,7 +134,21 @@ impl Metrics {
             "1 while the proxy holds a confirmed session, else 0",
             logged_in.clone(),
         );
+        let keepalives = Family::<ResultLabels, Counter>::default();
+        registry.register(
+            "keepalives",
+            "Keepalive requests, by result (ok, lost, error)",
+            keepalives.clone(),
+        );
+        let tokens_renewed = Counter::default();
+        registry.register(
+            "tokens_renewed",
+            "Tokens of an earlier session replaced by fresh ones",
+            tokens_renewed.clone(),
+        );
         Self {
+            keepalives,
+            tokens_renewed,
             registry,
             logins,
             relogins,
@@ -155,6 +176,12 @@ impl Metrics {
             .inc();
         self.login_failures
             .get_or_create(&ReasonLabels { reason })
+            .inc();
+    }
+
+    pub fn keepalive(&self, result: &'static str) {
+        self.keepalives
+            .get_or_create(&ResultLabels { result })
             .inc();
     }
 

@@ -96,7 +96,8 @@ async fn requests_run_as_the_bot_and_client_credentials_stay_behind() {
     assert!(!cookies.contains("client-own-cookie"), "{cookies}");
     assert!(seen.header("authorization").is_none());
     let agent = seen.header("user-agent").unwrap();
-    assert!(agent.starts_with("SomeTool/2.0 mw-auth-proxy/"), "{agent}");
+    assert!(agent.starts_with("mw-auth-proxy/"), "{agent}");
+    assert!(agent.ends_with(" SomeTool/2.0"), "{agent}");
     assert_eq!(wiki.forbidden_login_params(), 0);
 }
 
@@ -178,7 +179,7 @@ async fn an_edit_that_hit_an_expired_session_is_applied_once() {
     let (wiki, proxy) = start_pair().await;
     let token = csrf_token(&proxy).await;
     wiki.kill_sessions();
-    let (status, _, json) = post_form(
+    let (status, headers, json) = post_form(
         &proxy.api_url(),
         &[
             ("action", "edit"),
@@ -191,6 +192,10 @@ async fn an_edit_that_hit_an_expired_session_is_applied_once() {
     .await;
     assert_eq!(status, 200);
     assert_eq!(json["edit"]["result"], "Success", "{json}");
+    assert_eq!(
+        headers["x-mw-auth-proxy-replayed"],
+        "assertnameduserfailed, badtoken"
+    );
     let edits = wiki.edits();
     assert_eq!(edits.len(), 1);
     assert_eq!(edits[0].user, "Admin");

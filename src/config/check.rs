@@ -26,6 +26,10 @@ pub(super) struct RawConfig {
     pub(super) access: super::security::RawAccess,
     #[serde(default)]
     pub(super) policy: super::security::RawPolicy,
+    #[serde(default)]
+    pub(super) session: super::resilience::RawSession,
+    #[serde(default)]
+    pub(super) etiquette: super::resilience::RawEtiquette,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -172,6 +176,38 @@ pub(super) fn server(raw: RawServer, problems: &mut Vec<ConfigProblem>) -> Optio
         header_read_timeout: Duration::from_secs(header_read_timeout?),
         shutdown_grace,
     })
+}
+
+impl RawWiki {
+    /// A Wikimedia wiki reached with no User-Agent of the operator's own:
+    /// Wikimedia's policy asks for one with contact information.
+    pub(super) fn lacks_user_agent_for_wikimedia(&self) -> bool {
+        const WIKIMEDIA: [&str; 12] = [
+            "wikipedia.org",
+            "wikimedia.org",
+            "wikidata.org",
+            "wiktionary.org",
+            "wikibooks.org",
+            "wikinews.org",
+            "wikiquote.org",
+            "wikisource.org",
+            "wikiversity.org",
+            "wikivoyage.org",
+            "mediawiki.org",
+            "wikifunctions.org",
+        ];
+        let host = self
+            .api_url
+            .as_deref()
+            .and_then(|url| Url::parse(url).ok())
+            .and_then(|url| url.host_str().map(str::to_ascii_lowercase));
+        self.user_agent.is_none()
+            && host.is_some_and(|host| {
+                WIKIMEDIA
+                    .iter()
+                    .any(|domain| host == *domain || host.ends_with(&format!(".{domain}")))
+            })
+    }
 }
 
 pub(super) fn wiki(

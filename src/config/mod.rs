@@ -12,6 +12,7 @@ use url::Url;
 use crate::secret::Secret;
 
 mod check;
+mod resilience;
 mod security;
 
 /// The environment variable that overrides the password from the file.
@@ -37,6 +38,8 @@ pub struct Settings {
     pub log: LogSettings,
     pub access: AccessSettings,
     pub policy: PolicySettings,
+    pub session: SessionSettings,
+    pub etiquette: EtiquetteSettings,
     /// Things that work but deserve the operator's attention, logged at
     /// start and on reload.
     pub warnings: Vec<String>,
@@ -88,6 +91,28 @@ pub struct AccessSettings {
     pub allowed_origins: Vec<String>,
     /// `/metrics` without inbound authentication.
     pub public_metrics: bool,
+}
+
+/// Keeping the session alive, and across restarts.
+#[derive(Debug, Clone, Default)]
+pub struct SessionSettings {
+    /// How often an idle session is touched; `None`: never.
+    pub keepalive: Option<Duration>,
+    /// Where the session is kept across restarts.
+    pub state_file: Option<std::path::PathBuf>,
+    /// Renew tokens issued before the current session on `badtoken`.
+    pub heal_stale_csrf: bool,
+}
+
+/// How the proxy treats the wiki (API:Etiquette).
+#[derive(Debug, Clone, Default)]
+pub struct EtiquetteSettings {
+    /// `maxlag` added to requests that lack it; `None`: off.
+    pub maxlag: Option<u64>,
+    /// At most this many requests to the wiki at once; `None`: unlimited.
+    pub max_concurrent_upstream: Option<usize>,
+    /// Writes are sent one at a time, this far apart at least.
+    pub min_write_interval: Duration,
 }
 
 /// What clients may do with the bot's rights.
@@ -233,6 +258,7 @@ impl Settings {
             Some(raw) => raw,
             None => return Err(problems),
         };
+        let anonymous_on_wikimedia = raw.wiki.lacks_user_agent_for_wikimedia();
         let server = check::server(raw.server, &mut problems);
         let wiki = check::wiki(raw.wiki, base_dir, &mut problems);
         let login = check::login(raw.login, base_dir, env, &mut problems);
@@ -240,8 +266,18 @@ impl Settings {
         let listen = server.as_ref().map(|server| server.listen);
         let access = security::access(raw.access, base_dir, listen, &mut problems);
         let policy = security::policy(raw.policy, &mut problems);
-        let (Some(server), Some(wiki), Some(login), Some(log), Some(access), Some(policy)) =
-            (server, wiki, login, log, access, policy)
+        let session = resilience::session(raw.session, base_dir, &mut problems);
+        let etiquette = resilience::etiquette(raw.etiquette, &mut problems);
+        let (
+            Some(server),
+            Some(wiki),
+            Some(login),
+            Some(log),
+            Some(access),
+            Some(policy),
+            Some(session),
+            Some(etiquette),
+        ) = (server, wiki, login, log, access, policy, session, etiquette)
         else {
             return Err(problems);
         };
@@ -249,6 +285,13 @@ impl Settings {
             return Err(problems);
         }
         let mut warnings = Vec::new();
+        if anonymous_on_wikimedia {
+            warnings.push(
+                "Wikimedia's User-Agent policy asks bots to identify themselves: set \
+                 wiki.user_agent to something like \"MyBot/1.0 (https://example.org/bot; me@example.org)\""
+                    .to_owned(),
+            );
+        }
         if access.allow_unauthenticated_remote && !server.listen.ip().is_loopback() {
             warnings.push(format!(
                 "listening on {} without inbound authentication (access.allow_unauthenticated_remote): \
@@ -263,6 +306,8 @@ impl Settings {
             log,
             access,
             policy,
+            session,
+            etiquette,
             warnings,
         })
     }

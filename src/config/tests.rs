@@ -267,3 +267,36 @@ fn policy_lists_hold_module_names() {
     let bad = format!("{MINIMAL}\n[policy]\ndeny_actions = [\"\"]\n");
     assert_eq!(keys(&parse(&bad).unwrap_err()), ["policy.deny_actions"]);
 }
+
+#[test]
+fn wikimedia_wikis_want_a_user_agent() {
+    let wikipedia = MINIMAL.replace("wiki.example.org", "en.wikipedia.org");
+    let settings = parse(&wikipedia).unwrap();
+    assert_eq!(settings.warnings.len(), 1);
+    assert!(settings.warnings[0].contains("wiki.user_agent"));
+    let identified = wikipedia.replace(
+        "[wiki]",
+        "[wiki]\nuser_agent = \"MyBot/1.0 (me@example.org)\"",
+    );
+    assert!(parse(&identified).unwrap().warnings.is_empty());
+    assert!(parse(MINIMAL).unwrap().warnings.is_empty());
+}
+
+#[test]
+fn session_and_etiquette_defaults() {
+    let settings = parse(MINIMAL).unwrap();
+    assert_eq!(settings.session.keepalive, Some(Duration::from_secs(900)));
+    assert!(settings.session.heal_stale_csrf);
+    assert_eq!(settings.etiquette.maxlag, Some(5));
+    assert_eq!(settings.etiquette.max_concurrent_upstream, None);
+    let off = format!("{MINIMAL}\n[session]\nkeepalive_secs = 0\n[etiquette]\nmaxlag = 0\n");
+    let settings = parse(&off).unwrap();
+    assert_eq!(settings.session.keepalive, None);
+    assert_eq!(settings.etiquette.maxlag, None);
+    let missing_dir =
+        format!("{MINIMAL}\n[session]\nstate_file = \"/nonexistent/dir/session.json\"\n");
+    assert_eq!(
+        keys(&parse(&missing_dir).unwrap_err()),
+        ["session.state_file"]
+    );
+}

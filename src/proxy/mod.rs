@@ -34,6 +34,10 @@ use body::RequestBody;
 use guard::Refusal;
 use inspect::Stopped;
 
+/// Tells the client (and whoever debugs it) that its request was replayed,
+/// and why: the error codes that caused each replay.
+const REPLAYED_HEADER: &str = "x-mw-auth-proxy-replayed";
+
 /// Longest `action` value written to the request log; it is client input.
 const MAX_LOGGED_ACTION: usize = 40;
 /// How often one request may be replayed for a lost session. Each replay
@@ -57,6 +61,7 @@ pub struct Proxy {
     user_agent: String,
     policy: PolicySettings,
     max_body_bytes: u64,
+    heal_stale_tokens: bool,
 }
 
 /// What a forwarded request came to, for the request log.
@@ -83,6 +88,7 @@ impl Proxy {
             user_agent: settings.wiki.user_agent.clone(),
             policy: settings.policy.clone(),
             max_body_bytes: settings.server.max_body_bytes,
+            heal_stale_tokens: settings.session.heal_stale_csrf,
         }
     }
 
@@ -166,7 +172,8 @@ impl Proxy {
         };
         let mut query = parts.uri.query().map(Cow::Borrowed);
         let mut session_replays = 0;
-        let mut replayed = false;
+        // What made the proxy replay, for the client's diagnostic header.
+        let mut replay_causes: Vec<&'static str> = Vec::new();
         // The session generation a token was last renewed for: once per
         // session is enough, and a wrong token is not fetched forever.
         let mut token_renewed_for = None;
@@ -198,11 +205,12 @@ impl Proxy {
                     .map_err(|err| (err.into(), action.clone()))?;
                 self.metrics.replayed(code);
                 session_replays += 1;
-                replayed = true;
+                replay_causes.push(code);
                 continue;
             }
             // A token from a session the proxy has since replaced.
-            if body.is_replayable()
+            if self.heal_stale_tokens
+                && body.is_replayable()
                 && token_renewed_for != Some(session.generation)
                 && has_error(&upstream, "badtoken")
             {
@@ -217,7 +225,8 @@ impl Proxy {
                             body = RequestBody::Buffered(new_body);
                         }
                         self.metrics.replayed("badtoken");
-                        replayed = true;
+                        self.metrics.tokens_renewed.inc();
+                        replay_causes.push("badtoken");
                         continue;
                     }
                     // Replay in the next session, where the token is renewed.
@@ -233,10 +242,16 @@ impl Proxy {
                     TokenRenewal::SessionLost | TokenRenewal::NotPossible => {}
                 }
             }
+            let mut response = client_response(upstream);
+            if let Ok(causes) = HeaderValue::from_str(&replay_causes.join(", "))
+                && !replay_causes.is_empty()
+            {
+                response.headers_mut().insert(REPLAYED_HEADER, causes);
+            }
             return Ok(Outcome {
-                response: client_response(upstream),
+                response,
                 action,
-                replayed,
+                replayed: !replay_causes.is_empty(),
             });
         }
     }
@@ -395,12 +410,14 @@ impl Proxy {
         }
     }
 
+    /// The operator's agent first (it names who runs the bot), the client's
+    /// own after it when there is one.
     fn user_agent_for(&self, client: &http::HeaderMap) -> HeaderValue {
         let combined = client
             .get(USER_AGENT)
             .and_then(|agent| agent.to_str().ok())
             .filter(|agent| !agent.is_empty())
-            .map(|agent| format!("{agent} {}", self.user_agent));
+            .map(|agent| format!("{} {agent}", self.user_agent));
         combined
             .and_then(|agent| HeaderValue::from_str(&agent).ok())
             .or_else(|| HeaderValue::from_str(&self.user_agent).ok())

@@ -6,13 +6,22 @@
 
 use std::collections::BTreeMap;
 use std::fmt;
-use std::time::Duration;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use cookie::Cookie;
 use http::HeaderValue;
 use tokio::time::Instant;
 
 use crate::secret::Secret;
+
+/// A cookie as kept in the state file, with its expiry in wall-clock time
+/// (an `Instant` means nothing to the next process).
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct SavedCookie {
+    pub name: String,
+    pub value: String,
+    pub expires_unix: Option<u64>,
+}
 
 #[derive(Clone, Default)]
 pub struct CookieJar {
@@ -116,6 +125,46 @@ impl CookieJar {
         let mut header = HeaderValue::from_str(&joined).ok()?;
         header.set_sensitive(true);
         Some(header)
+    }
+
+    /// The cookies for the state file.
+    pub fn to_saved(&self, now: Instant, wall: SystemTime) -> Vec<SavedCookie> {
+        self.cookies
+            .iter()
+            .map(|(name, cookie)| SavedCookie {
+                name: name.clone(),
+                value: cookie.value.expose().to_owned(),
+                expires_unix: cookie.expires.map(|expires| {
+                    let at = wall + expires.saturating_duration_since(now);
+                    at.duration_since(UNIX_EPOCH)
+                        .map_or(0, |since| since.as_secs())
+                }),
+            })
+            .collect()
+    }
+
+    /// A jar from the state file, without the cookies that expired since.
+    pub fn from_saved(saved: Vec<SavedCookie>, now: Instant, wall: SystemTime) -> Self {
+        let wall_secs = wall
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |since| since.as_secs());
+        let cookies = saved
+            .into_iter()
+            .filter(|cookie| cookie.expires_unix.is_none_or(|at| at > wall_secs))
+            .map(|cookie| {
+                let expires = cookie
+                    .expires_unix
+                    .map(|at| now + Duration::from_secs(at - wall_secs));
+                (
+                    cookie.name,
+                    StoredCookie {
+                        value: Secret::new(cookie.value),
+                        expires,
+                    },
+                )
+            })
+            .collect();
+        Self { cookies }
     }
 
     /// Every cookie value, for tests that must prove no value escaped.

@@ -176,6 +176,20 @@ impl BotPasswordLogin {
         }
     }
 
+    /// Checks that a saved session still works as `user`.
+    pub async fn resume(
+        &self,
+        mut jar: CookieJar,
+        user: String,
+    ) -> Result<Established, LoginError> {
+        self.confirm(&mut jar, &user).await?;
+        Ok(Established {
+            user,
+            jar,
+            wiki_time: None,
+        })
+    }
+
     async fn login_token(&self, jar: &mut CookieJar) -> Result<String, LoginError> {
         let step = "login token";
         let url = self.url(&[("action", "query"), ("meta", "tokens"), ("type", "login")]);

@@ -10,7 +10,9 @@
 //! single-flight refresh of smithy-rs's expiring cache and oauth2-proxy).
 
 pub mod jar;
+pub mod keepalive;
 pub mod login;
+pub mod persist;
 
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
@@ -45,11 +47,26 @@ const MAX_HELD_PAUSE: Duration = Duration::from_secs(4);
 /// production, a script in tests.
 pub trait Authenticator: Send + Sync + 'static {
     fn log_in(&self) -> BoxFuture<'_, Result<Established, LoginError>>;
+
+    /// Confirms that a saved session still works, as `user`.
+    fn resume(
+        &self,
+        jar: CookieJar,
+        user: String,
+    ) -> BoxFuture<'_, Result<Established, LoginError>>;
 }
 
 impl Authenticator for BotPasswordLogin {
     fn log_in(&self) -> BoxFuture<'_, Result<Established, LoginError>> {
         Box::pin(BotPasswordLogin::log_in(self))
+    }
+
+    fn resume(
+        &self,
+        jar: CookieJar,
+        user: String,
+    ) -> BoxFuture<'_, Result<Established, LoginError>> {
+        Box::pin(BotPasswordLogin::resume(self, jar, user))
     }
 }
 
@@ -156,6 +173,15 @@ pub struct SessionManager {
 impl SessionManager {
     /// Starts the login driver. It runs until the manager is dropped.
     pub fn start(authenticator: Arc<dyn Authenticator>, metrics: Arc<Metrics>) -> Arc<Self> {
+        Self::start_resuming(authenticator, metrics, None)
+    }
+
+    /// Starts the driver, trying a saved session before logging in.
+    pub fn start_resuming(
+        authenticator: Arc<dyn Authenticator>,
+        metrics: Arc<Metrics>,
+        saved: Option<persist::Saved>,
+    ) -> Arc<Self> {
         let (status, _) = watch::channel(SessionStatus::LoggingIn);
         let wake = Arc::new(Notify::new());
         let manager = Arc::new(Self {
@@ -169,6 +195,7 @@ impl SessionManager {
             authenticator,
             metrics: manager.metrics.clone(),
             wake,
+            saved,
         };
         tokio::spawn(driver.run());
         manager
@@ -304,9 +331,30 @@ struct Driver {
     authenticator: Arc<dyn Authenticator>,
     metrics: Arc<Metrics>,
     wake: Arc<Notify>,
+    /// A session from the state file, tried once before the first login.
+    saved: Option<persist::Saved>,
 }
 
 impl Driver {
+    /// The saved session if it still works, else a fresh login. The flag
+    /// says whether a login was made.
+    async fn establish(&mut self) -> (Result<Established, LoginError>, bool) {
+        if let Some(saved) = self.saved.take() {
+            match self.authenticator.resume(saved.jar, saved.user).await {
+                Ok(mut established) => {
+                    tracing::info!(user = %established.user, "resumed the saved session; no login needed");
+                    established.wiki_time =
+                        Some(SystemTime::UNIX_EPOCH + Duration::from_secs(saved.wiki_login_time));
+                    return (Ok(established), false);
+                }
+                Err(err) => {
+                    tracing::info!(error = %err, "the saved session no longer works; logging in");
+                }
+            }
+        }
+        (self.authenticator.log_in().await, true)
+    }
+
     /// Sleeps `delay`, or less if woken for new credentials.
     async fn pause(&self, delay: Duration) {
         tokio::select! {
@@ -321,7 +369,7 @@ impl Driver {
         let mut short_sessions = 0u32;
         loop {
             let started = Instant::now();
-            let outcome = self.authenticator.log_in().await;
+            let (outcome, logged_in) = self.establish().await;
             let Some(manager) = self.manager.upgrade() else {
                 return;
             };
@@ -329,7 +377,9 @@ impl Driver {
                 Ok(established) => {
                     failures = 0;
                     generation += 1;
-                    self.metrics.login_succeeded();
+                    if logged_in {
+                        self.metrics.login_succeeded();
+                    }
                     tracing::info!(user = %established.user, generation, "logged in");
                     let now = SystemTime::now();
                     // Without a `Date` from the wiki, the proxy's clock must do.

@@ -35,6 +35,14 @@ impl Scripted {
 }
 
 impl Authenticator for Scripted {
+    fn resume(
+        &self,
+        _jar: CookieJar,
+        _user: String,
+    ) -> BoxFuture<'_, Result<Established, LoginError>> {
+        Box::pin(async { Err(LoginError::SessionNotKept("scripted".into())) })
+    }
+
     fn log_in(&self) -> BoxFuture<'_, Result<Established, LoginError>> {
         Box::pin(async move {
             self.calls.fetch_add(1, Ordering::SeqCst);
