@@ -115,6 +115,19 @@ impl ProxyError {
     }
 }
 
+/// An error with its causes, for a message that says what really failed
+/// (reqwest's top-level message is only "error sending request").
+pub fn chain(err: &dyn std::error::Error) -> String {
+    let mut message = err.to_string();
+    let mut source = err.source();
+    while let Some(cause) = source {
+        message.push_str(": ");
+        message.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    message
+}
+
 /// A small JSON response made by the proxy itself.
 pub fn json_response(status: StatusCode, json: String) -> Response<ResponseBody> {
     let mut response = Response::new(full_body(json));

@@ -97,8 +97,9 @@ fn healthcheck(cli: &Cli, url: Option<String>) -> ExitCode {
         None => match Settings::load(&cli.config, &ProcessEnvironment) {
             Ok(settings) => readiness_url(settings.server.listen),
             Err(err) => {
+                // Health checks expect 0 or 1; the reason goes to the log.
                 eprintln!("mw-auth-proxy: {err}");
-                return ExitCode::from(EXIT_CONFIG);
+                return ExitCode::FAILURE;
             }
         },
     };
@@ -125,15 +126,18 @@ fn healthcheck(cli: &Cli, url: Option<String>) -> ExitCode {
         };
         match answer.await {
             Ok((status, body)) if status.is_success() => {
-                println!("ready: {body}");
+                println!("ready: {}", body.trim_end());
                 ExitCode::SUCCESS
             }
             Ok((status, body)) => {
-                println!("not ready ({status}): {body}");
+                println!("not ready ({status}): {}", body.trim_end());
                 ExitCode::FAILURE
             }
             Err(err) => {
-                println!("not ready: cannot reach {url}: {}", err.without_url());
+                println!(
+                    "not ready: cannot reach {url}: {}",
+                    mw_auth_proxy::error::chain(&err.without_url())
+                );
                 ExitCode::FAILURE
             }
         }

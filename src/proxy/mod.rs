@@ -405,7 +405,7 @@ impl Proxy {
             Ok(Err(err)) if err.is_timeout() => {
                 Err(ProxyError::WikiTimeout(self.timeout.as_secs()))
             }
-            Ok(Err(err)) => Err(ProxyError::WikiUnreachable(error_chain(&err.without_url()))),
+            Ok(Err(err)) => Err(ProxyError::WikiUnreachable(crate::error::chain(&err.without_url()))),
             Ok(Ok(response)) => Ok(response),
         }
     }
@@ -532,17 +532,4 @@ fn loggable(action: &str) -> String {
         .take(MAX_LOGGED_ACTION)
         .map(|c| if c.is_control() { '?' } else { c })
         .collect()
-}
-
-/// An error with its causes, for a message that says what really failed
-/// (reqwest's top-level message is only "error sending request").
-fn error_chain(err: &dyn std::error::Error) -> String {
-    let mut message = err.to_string();
-    let mut source = err.source();
-    while let Some(cause) = source {
-        message.push_str(": ");
-        message.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    message
 }

@@ -34,8 +34,10 @@ pub struct Established {
 /// (`/readyz`, logs) and never carry the password or a cookie.
 #[derive(Debug, thiserror::Error)]
 pub enum LoginError {
-    #[error("the wiki is unreachable: {0}")]
-    Unreachable(#[source] reqwest::Error),
+    // The causes are in the message: reqwest's own says only "error
+    // sending request", and operators read this in /readyz.
+    #[error("the wiki is unreachable: {}", crate::error::chain(.0))]
+    Unreachable(reqwest::Error),
     #[error("the wiki answered HTTP {status} to the {step} request")]
     HttpStatus { step: &'static str, status: u16 },
     #[error("unexpected answer to the {step} request: {source}")]
