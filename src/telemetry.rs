@@ -49,6 +49,7 @@ pub struct Metrics {
     pub logged_in: Gauge,
     pub keepalives: Family<ResultLabels, Counter>,
     pub tokens_renewed: Counter,
+    pub pauses: Family<CodeLabels, Counter>,
 }
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -146,7 +147,14 @@ impl Metrics {
             "Tokens of an earlier session replaced by fresh ones",
             tokens_renewed.clone(),
         );
+        let pauses = Family::<CodeLabels, Counter>::default();
+        registry.register(
+            "pauses",
+            "Times the wiki asked every client to wait, by cause (maxlag, readonly, http-429, http-503)",
+            pauses.clone(),
+        );
         Self {
+            pauses,
             keepalives,
             tokens_renewed,
             registry,
@@ -177,6 +185,10 @@ impl Metrics {
         self.login_failures
             .get_or_create(&ReasonLabels { reason })
             .inc();
+    }
+
+    pub fn paused(&self, code: &'static str) {
+        self.pauses.get_or_create(&CodeLabels { code }).inc();
     }
 
     pub fn keepalive(&self, result: &'static str) {

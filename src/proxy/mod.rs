@@ -5,6 +5,7 @@
 //! decision needs only the `MediaWiki-API-Error` header, never the body.
 
 mod body;
+mod etiquette;
 mod guard;
 mod headers;
 mod inspect;
@@ -47,6 +48,9 @@ const MAX_LOGGED_ACTION: usize = 40;
 /// loses sessions in bursts. The bound keeps a broken wiki from looping a
 /// request. A stale token is renewed at most once per session on top.
 const MAX_SESSION_REPLAYS: u32 = 3;
+/// How often one request may be replayed after the wiki asked everyone to
+/// slow down; after that the client gets the answer, with `Retry-After`.
+const MAX_ETIQUETTE_REPLAYS: u32 = 3;
 
 #[derive(Debug)]
 pub struct Proxy {
@@ -62,6 +66,15 @@ pub struct Proxy {
     policy: PolicySettings,
     max_body_bytes: u64,
     heal_stale_tokens: bool,
+    etiquette: etiquette::Etiquette,
+}
+
+/// What the proxy adds to one client request, decided once.
+#[derive(Debug, Clone, Copy)]
+struct Plan {
+    add_assert: bool,
+    add_maxlag: bool,
+    is_write: bool,
 }
 
 /// What a forwarded request came to, for the request log.
@@ -89,6 +102,7 @@ impl Proxy {
             policy: settings.policy.clone(),
             max_body_bytes: settings.server.max_body_bytes,
             heal_stale_tokens: settings.session.heal_stale_csrf,
+            etiquette: etiquette::Etiquette::new(&settings.etiquette),
         }
     }
 
@@ -154,7 +168,12 @@ impl Proxy {
         // A client that asserts on its own keeps its choice; everyone else
         // gets `assertuser`, so a lost session fails loudly instead of
         // quietly running as an anonymous user.
-        let add_assert = !params.contains("assert") && !params.contains("assertuser");
+        let plan = Plan {
+            add_assert: !params.contains("assert") && !params.contains("assertuser"),
+            add_maxlag: !params.contains("maxlag"),
+            is_write: policy::is_write(&params),
+        };
+        let mut etiquette_replays = 0;
 
         let mut session = self
             .sessions
@@ -179,7 +198,7 @@ impl Proxy {
         let mut token_renewed_for = None;
         loop {
             let upstream = match self
-                .send(&parts, query.as_deref(), &mut body, &session, add_assert)
+                .send(&parts, query.as_deref(), &mut body, &session, &plan)
                 .await
             {
                 Ok(upstream) => upstream,
@@ -194,6 +213,32 @@ impl Proxy {
                     };
                 }
             };
+            // Lagged, read-only or overloaded: everyone pauses; this request
+            // is replayed after the pause if that is safe.
+            if let Some(slow_down) = etiquette::slow_down(&upstream) {
+                self.etiquette.pause(slow_down.wait);
+                self.metrics.paused(slow_down.cause);
+                let safe = slow_down.before_execution || !plan.is_write;
+                if safe && body.is_replayable() && etiquette_replays < MAX_ETIQUETTE_REPLAYS {
+                    etiquette_replays += 1;
+                    self.metrics.replayed(slow_down.cause);
+                    replay_causes.push(slow_down.cause);
+                    continue;
+                }
+                let mut response = client_response(upstream);
+                mark_replayed(&mut response, &replay_causes);
+                if !response.headers().contains_key(http::header::RETRY_AFTER) {
+                    response.headers_mut().insert(
+                        http::header::RETRY_AFTER,
+                        HeaderValue::from(slow_down.wait.as_secs().max(1)),
+                    );
+                }
+                return Ok(Outcome {
+                    response,
+                    action,
+                    replayed: !replay_causes.is_empty(),
+                });
+            }
             let lost = self.failed_for_want_of_session(&upstream, &session);
             if let Some(code) = lost.filter(|_| body.is_replayable())
                 && session_replays < MAX_SESSION_REPLAYS
@@ -243,11 +288,7 @@ impl Proxy {
                 }
             }
             let mut response = client_response(upstream);
-            if let Ok(causes) = HeaderValue::from_str(&replay_causes.join(", "))
-                && !replay_causes.is_empty()
-            {
-                response.headers_mut().insert(REPLAYED_HEADER, causes);
-            }
+            mark_replayed(&mut response, &replay_causes);
             return Ok(Outcome {
                 response,
                 action,
@@ -364,17 +405,21 @@ impl Proxy {
         query: Option<&str>,
         body: &mut RequestBody,
         session: &Session,
-        add_assert: bool,
+        plan: &Plan,
     ) -> Result<reqwest::Response, ProxyError> {
         let mut url = self.api_url.clone();
-        let query = match (query, add_assert) {
-            (Some(query), true) if !query.is_empty() => {
-                Some(format!("{query}&{}", session.assert_param()))
+        let additions = [
+            plan.add_assert.then(|| session.assert_param()),
+            self.etiquette.maxlag_param().filter(|_| plan.add_maxlag),
+        ];
+        let mut full_query = query.unwrap_or("").to_owned();
+        for addition in additions.into_iter().flatten() {
+            if !full_query.is_empty() {
+                full_query.push('&');
             }
-            (_, true) => Some(session.assert_param().to_owned()),
-            (query, false) => query.map(str::to_owned),
-        };
-        url.set_query(query.as_deref());
+            full_query.push_str(addition);
+        }
+        url.set_query((!full_query.is_empty()).then_some(full_query.as_str()));
 
         let mut headers = headers::upstream_request_headers(&parts.headers);
         if let Some(cookies) = session.cookie_header() {
@@ -389,6 +434,7 @@ impl Proxy {
         if let Some(length) = length {
             headers.insert(CONTENT_LENGTH, HeaderValue::from(length));
         }
+        let turn = self.etiquette.take_turn(plan.is_write).await;
         let request = self
             .http
             .request(parts.method.clone(), url)
@@ -397,6 +443,7 @@ impl Proxy {
             .send();
         let sent = Instant::now();
         let answer = tokio::time::timeout(self.timeout, request).await;
+        drop(turn);
         self.metrics
             .upstream_duration
             .observe(sent.elapsed().as_secs_f64());
@@ -405,7 +452,9 @@ impl Proxy {
             Ok(Err(err)) if err.is_timeout() => {
                 Err(ProxyError::WikiTimeout(self.timeout.as_secs()))
             }
-            Ok(Err(err)) => Err(ProxyError::WikiUnreachable(crate::error::chain(&err.without_url()))),
+            Ok(Err(err)) => Err(ProxyError::WikiUnreachable(crate::error::chain(
+                &err.without_url(),
+            ))),
             Ok(Ok(response)) => Ok(response),
         }
     }
@@ -524,6 +573,16 @@ fn client_response(upstream: reqwest::Response) -> Response<ResponseBody> {
     parts.version = Version::HTTP_11;
     parts.extensions = http::Extensions::new();
     Response::from_parts(parts, body.map_err(Into::into).boxed_unsync())
+}
+
+/// Names what made the proxy replay the request, if anything did.
+fn mark_replayed(response: &mut Response<ResponseBody>, causes: &[&str]) {
+    if causes.is_empty() {
+        return;
+    }
+    if let Ok(causes) = HeaderValue::from_str(&causes.join(", ")) {
+        response.headers_mut().insert(REPLAYED_HEADER, causes);
+    }
 }
 
 fn loggable(action: &str) -> String {

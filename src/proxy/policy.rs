@@ -43,6 +43,13 @@ const WRITE_MODULES: &[&str] = &[
     "watch",
 ];
 
+/// Whether the request runs a write module.
+pub(super) fn is_write(params: &Params) -> bool {
+    params
+        .every("action")
+        .any(|action| WRITE_MODULES.contains(&action))
+}
+
 /// The request header with which MediaWiki refuses every write module.
 pub(super) const PROMISE_NON_WRITE: &str = "promise-non-write-api-action";
 

@@ -128,6 +128,63 @@ impl LoginFailure {
     }
 }
 
+/// An answer given instead of running a request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fault {
+    /// `maxlag` with `Retry-After`, as MediaWiki answers when lagged.
+    Maxlag { retry_after: u64 },
+    /// `readonly`, without `Retry-After`.
+    Readonly,
+    /// A bare HTTP status from an edge server (429, 503), HTML body.
+    Status {
+        status: u16,
+        retry_after: Option<u64>,
+    },
+}
+
+impl Fault {
+    fn response(self) -> Response<Body> {
+        let json = |code: &str, info: &str| {
+            json!({"error": {"code": code, "info": info, "*": "See URL for API usage."}})
+                .to_string()
+        };
+        let (status, body, code, retry_after) = match self {
+            Fault::Maxlag { retry_after } => (
+                200,
+                json("maxlag", "Waiting for 127.0.0.1: 7 seconds lagged."),
+                Some("maxlag"),
+                Some(retry_after),
+            ),
+            Fault::Readonly => (
+                200,
+                json("readonly", "The wiki is currently in read-only mode."),
+                Some("readonly"),
+                None,
+            ),
+            Fault::Status {
+                status,
+                retry_after,
+            } => (
+                status,
+                "<html><body>Too many requests</body></html>".to_owned(),
+                None,
+                retry_after,
+            ),
+        };
+        let mut response = Response::new(Full::new(Bytes::from(body)).boxed_unsync());
+        *response.status_mut() = StatusCode::from_u16(status).expect("a status code");
+        let headers = response.headers_mut();
+        if let Some(code) = code {
+            headers.insert("mediawiki-api-error", HeaderValue::from_static(code));
+            headers.insert("x-database-lag", HeaderValue::from_static("7"));
+        }
+        if let Some(seconds) = retry_after {
+            headers.insert(header::RETRY_AFTER, HeaderValue::from(seconds));
+        }
+        response
+    }
+}
+
 /// One request as the mock received it.
 #[derive(Debug, Clone)]
 pub struct RecordedRequest {
@@ -389,6 +446,13 @@ impl MockWiki {
         self.shared.state().private = private;
     }
 
+    /// Answer the next requests outside the login flow with these faults,
+    /// one each, without running them (as MediaWiki's maxlag and read-only
+    /// checks, and an edge rate limiter, do).
+    pub fn inject_faults(&self, faults: impl IntoIterator<Item = Fault>) {
+        self.shared.state().faults.extend(faults);
+    }
+
     /// Delay every response by `delay` (zero to stop).
     pub fn set_response_delay(&self, delay: Duration) {
         self.shared.state().delays.every = delay;
@@ -578,6 +642,7 @@ impl Delays {
 
 #[derive(Debug)]
 struct State {
+    faults: std::collections::VecDeque<Fault>,
     sessions: HashMap<String, Session>,
     login_failure: Option<LoginFailure>,
     private: bool,
@@ -593,6 +658,7 @@ struct State {
 impl State {
     fn new(private: bool) -> Self {
         Self {
+            faults: std::collections::VecDeque::new(),
             sessions: HashMap::new(),
             login_failure: None,
             private,
@@ -714,6 +780,13 @@ async fn handle(
         body_len,
         headers: parts.headers,
     };
+    if !recorded.is_login_flow() {
+        let mut state = shared.state();
+        if let Some(fault) = state.faults.pop_front() {
+            state.requests.push(recorded);
+            return Ok(fault.response());
+        }
+    }
     let answer = answer(&shared, recorded);
     if !answer.delay.is_zero() {
         tokio::time::sleep(answer.delay).await;
