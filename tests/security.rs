@@ -300,3 +300,61 @@ async fn a_client_too_slow_to_send_its_headers_is_cut_off() {
         .unwrap();
     assert!(started.elapsed() < Duration::from_secs(4));
 }
+
+#[tokio::test]
+async fn odd_input_gets_a_clear_answer_never_a_crash() {
+    let (wiki, proxy) = start_pair("").await;
+    let thousands: String = (0..5000).map(|i| format!("p{i}=v&")).collect();
+    let huge_value = format!("action=query&meta=userinfo&x={}", "y".repeat(2_000_000));
+    let cases: Vec<(&str, reqwest::RequestBuilder)> = vec![
+        (
+            "invalid UTF-8, percent-encoded",
+            client().get(format!(
+                "{}?action=query&meta=%FF%FE&title=%C3%28",
+                proxy.api_url()
+            )),
+        ),
+        (
+            "thousands of parameters",
+            client().get(format!("{}?{thousands}action=query", proxy.api_url())),
+        ),
+        (
+            "an empty form body",
+            client()
+                .post(proxy.api_url())
+                .header("content-type", "application/x-www-form-urlencoded"),
+        ),
+        (
+            "an empty multipart body",
+            client()
+                .post(proxy.api_url())
+                .header("content-type", "multipart/form-data; boundary=X"),
+        ),
+        (
+            "a multipart type without boundary",
+            client()
+                .post(proxy.api_url())
+                .header("content-type", "multipart/form-data")
+                .body("action=logout"),
+        ),
+        (
+            "a 2 MB parameter in a form",
+            client()
+                .post(proxy.api_url())
+                .header("content-type", "application/x-www-form-urlencoded")
+                .body(huge_value),
+        ),
+    ];
+    for (what, request) in cases {
+        let response = request.send().await.unwrap();
+        let status = response.status().as_u16();
+        assert!(
+            status == 200 || status == 400 || status == 413,
+            "{what}: {status}"
+        );
+    }
+    // The proxy still serves, and no logout slipped through.
+    let response = client().get(userinfo(&proxy)).send().await.unwrap();
+    assert_eq!(response.status(), 200);
+    assert_eq!(wiki.logouts(), 0);
+}
