@@ -33,14 +33,14 @@ use std::sync::Arc;
 use config::Settings;
 use server::App;
 use session::SessionManager;
-use session::login::BotPasswordLogin;
+use session::login::WikiLogin;
 use telemetry::Metrics;
 
 /// The application state, with its login driver started.
 pub fn build(settings: &Settings) -> Result<Arc<App>, upstream::ClientError> {
     let http = upstream::client(&settings.wiki)?;
     let metrics = Arc::new(Metrics::new());
-    let login = Arc::new(BotPasswordLogin::new(
+    let login = Arc::new(WikiLogin::new(
         http.clone(),
         settings.wiki.api_url.clone(),
         settings.login.clone(),

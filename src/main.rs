@@ -14,7 +14,7 @@ use std::sync::Arc;
 use mw_auth_proxy::config::{ProcessEnvironment, Settings};
 use mw_auth_proxy::reload;
 use mw_auth_proxy::server::App;
-use mw_auth_proxy::session::login::BotPasswordLogin;
+use mw_auth_proxy::session::login::WikiLogin;
 use mw_auth_proxy::{telemetry, upstream};
 
 /// sysexits.h: the configuration is wrong.
@@ -164,7 +164,7 @@ async fn check(settings: Settings) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let login = BotPasswordLogin::new(http, api_url.clone(), settings.login.clone());
+    let login = WikiLogin::new(http, api_url.clone(), settings.login.clone());
     match login.log_in().await {
         Ok(established) => {
             println!(

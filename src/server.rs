@@ -23,7 +23,7 @@ use crate::config::ServerSettings;
 use crate::error::{ProxyError, ResponseBody, full_body, json_response};
 use crate::proxy::Proxy;
 use crate::reload::Running;
-use crate::session::login::BotPasswordLogin;
+use crate::session::login::WikiLogin;
 use crate::session::{SessionManager, SessionStatus};
 use crate::telemetry::Metrics;
 
@@ -40,7 +40,7 @@ pub struct App {
     /// The wiki's own api.php path (e.g. `/w/api.php`), served besides `/api.php`.
     pub api_path: String,
     /// The login flow, whose credentials a reload may replace.
-    pub login: Arc<BotPasswordLogin>,
+    pub login: Arc<WikiLogin>,
     pub running: Running,
     /// Replaced whole on reload (new tokens, addresses, names).
     pub access: RwLock<Arc<Access>>,

@@ -10,7 +10,6 @@ use serde::Deserialize;
 use url::Url;
 
 use super::*;
-use crate::secret::Secret;
 
 #[derive(Debug, Default, Deserialize)]
 pub(super) struct RawConfig {
@@ -19,7 +18,7 @@ pub(super) struct RawConfig {
     #[serde(default)]
     pub(super) wiki: RawWiki,
     #[serde(default)]
-    pub(super) login: RawLogin,
+    pub(super) login: super::login::RawLogin,
     #[serde(default)]
     pub(super) log: RawLog,
     #[serde(default)]
@@ -55,13 +54,6 @@ pub(super) struct RawWiki {
     timeout_secs: Option<u64>,
     allow_insecure_http: Option<bool>,
     ca_file: Option<PathBuf>,
-}
-
-#[derive(Debug, Default, Deserialize)]
-pub(super) struct RawLogin {
-    username: Option<String>,
-    password: Option<String>,
-    password_file: Option<PathBuf>,
 }
 
 /// Parses the TOML, recording unknown keys as problems rather than stopping
@@ -366,44 +358,6 @@ fn check_api_url(text: &str, problems: &mut Vec<ConfigProblem>) -> Option<Url> {
     Some(url)
 }
 
-pub(super) fn login(
-    raw: RawLogin,
-    base_dir: &Path,
-    env: &dyn Environment,
-    problems: &mut Vec<ConfigProblem>,
-) -> Option<LoginSettings> {
-    let username = match raw.username {
-        None => {
-            problem(
-                problems,
-                "login.username",
-                "missing: set it to the bot-password login name, e.g. \"Example@mybot\"",
-            );
-            None
-        }
-        Some(name) => match name.split_once('@') {
-            Some((user, bot)) if !user.trim().is_empty() && !bot.trim().is_empty() => Some(name),
-            _ => {
-                problem(
-                    problems,
-                    "login.username",
-                    format!(
-                        "`{name}` is not a bot-password login name of the form User@BotName (see Special:BotPasswords)"
-                    ),
-                );
-                None
-            }
-        },
-    };
-    let password = check_password(raw.password, raw.password_file, base_dir, env, problems);
-    let (password, password_source) = password?;
-    Some(LoginSettings {
-        username: username?,
-        password,
-        password_source,
-    })
-}
-
 pub(super) fn log(raw: RawLog, problems: &mut Vec<ConfigProblem>) -> Option<LogSettings> {
     let format = match raw.format.as_deref() {
         None | Some("text") => LogFormat::Text,
@@ -418,83 +372,4 @@ pub(super) fn log(raw: RawLog, problems: &mut Vec<ConfigProblem>) -> Option<LogS
         }
     };
     Some(LogSettings { format })
-}
-
-fn check_password(
-    inline: Option<String>,
-    file: Option<PathBuf>,
-    base_dir: &Path,
-    env: &dyn Environment,
-    problems: &mut Vec<ConfigProblem>,
-) -> Option<(Secret, PasswordSource)> {
-    if inline.is_some() && file.is_some() {
-        problem(
-            problems,
-            "login.password_file",
-            "set either `login.password` or `login.password_file`, not both",
-        );
-        return None;
-    }
-    // The file is read (and so checked) even when the environment overrides
-    // it, so a broken secret mount is noticed before it matters.
-    let from_file = match file {
-        Some(path) => {
-            let path = base_dir.join(path);
-            let password = read_password_file(&path, problems)?;
-            Some((password, PasswordSource::File(path)))
-        }
-        None => None,
-    };
-    let from_env = env
-        .var(PASSWORD_ENV)
-        .filter(|value| !value.is_empty())
-        .map(|password| (password, PasswordSource::Environment));
-    let inline = inline.map(|password| (password, PasswordSource::Inline));
-    match from_env.or(from_file).or(inline) {
-        Some((password, _)) if password.is_empty() => {
-            problem(problems, "login.password", "must not be empty");
-            None
-        }
-        Some((password, source)) => Some((Secret::new(password), source)),
-        None => {
-            problem(
-                problems,
-                "login.password",
-                format!(
-                    "missing: set `login.password`, `login.password_file` or the environment variable {PASSWORD_ENV}"
-                ),
-            );
-            None
-        }
-    }
-}
-
-fn read_password_file(path: &Path, problems: &mut Vec<ConfigProblem>) -> Option<String> {
-    let key = "login.password_file";
-    match fs::read_to_string(path) {
-        Ok(text) => {
-            let password = text.trim_end_matches(['\n', '\r']);
-            if password.is_empty() {
-                problem(problems, key, format!("{} is empty", path.display()));
-                None
-            } else if password.contains('\n') {
-                problem(
-                    problems,
-                    key,
-                    format!("{} must hold the password on one line", path.display()),
-                );
-                None
-            } else {
-                Some(password.to_owned())
-            }
-        }
-        Err(err) => {
-            problem(
-                problems,
-                key,
-                format!("cannot read {}: {err}", path.display()),
-            );
-            None
-        }
-    }
 }

@@ -12,6 +12,7 @@ use url::Url;
 use crate::secret::Secret;
 
 mod check;
+mod login;
 mod resilience;
 mod security;
 
@@ -159,10 +160,33 @@ pub struct WikiSettings {
 
 #[derive(Debug, Clone)]
 pub struct LoginSettings {
-    /// The bot-password login name, `User@BotName`.
+    pub method: LoginMethod,
+    /// The bot-password login name (`User@BotName`), the account's name
+    /// (clientlogin), or for OAuth 2 the expected user or nothing.
     pub username: String,
+    /// The bot password, the account's password, or the OAuth 2 token.
     pub password: Secret,
     pub password_source: PasswordSource,
+    /// Base32, for a TOTP second factor (clientlogin only).
+    pub totp_secret: Option<Secret>,
+}
+
+/// How the proxy gets a session.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LoginMethod {
+    BotPassword,
+    ClientLogin,
+    OAuth2,
+}
+
+impl LoginMethod {
+    pub fn name(self) -> &'static str {
+        match self {
+            LoginMethod::BotPassword => "botpassword",
+            LoginMethod::ClientLogin => "clientlogin",
+            LoginMethod::OAuth2 => "oauth2",
+        }
+    }
 }
 
 impl LoginSettings {
@@ -261,7 +285,7 @@ impl Settings {
         let anonymous_on_wikimedia = raw.wiki.lacks_user_agent_for_wikimedia();
         let server = check::server(raw.server, &mut problems);
         let wiki = check::wiki(raw.wiki, base_dir, &mut problems);
-        let login = check::login(raw.login, base_dir, env, &mut problems);
+        let login = login::login(raw.login, base_dir, env, &mut problems);
         let log = check::log(raw.log, &mut problems);
         let listen = server.as_ref().map(|server| server.listen);
         let access = security::access(raw.access, base_dir, listen, &mut problems);

@@ -300,3 +300,39 @@ fn session_and_etiquette_defaults() {
         ["session.state_file"]
     );
 }
+
+#[test]
+fn login_methods_take_their_own_keys() {
+    let client = MINIMAL.replace("Example@mybot", "Example").replace(
+        "[login]",
+        "[login]\nmethod = \"clientlogin\"\ntotp_secret = \"JBSWY3DPEHPK3PXP\"",
+    );
+    let settings = parse(&client).unwrap();
+    assert_eq!(settings.login.method, LoginMethod::ClientLogin);
+    assert!(settings.login.totp_secret.is_some());
+    let bad_totp = client.replace("JBSWY3DPEHPK3PXP", "not base32!");
+    assert_eq!(keys(&parse(&bad_totp).unwrap_err()), ["login.totp_secret"]);
+    let bot_name = client.replace("\"Example\"", "\"Example@mybot\"");
+    assert_eq!(keys(&parse(&bot_name).unwrap_err()), ["login.username"]);
+
+    let totp_for_bot = MINIMAL.replace("[login]", "[login]\ntotp_secret = \"JBSWY3DPEHPK3PXP\"");
+    assert_eq!(
+        keys(&parse(&totp_for_bot).unwrap_err()),
+        ["login.totp_secret"]
+    );
+
+    let oauth = "[wiki]\napi_url = \"https://wiki.example.org/w/api.php\"\n\
+                 [login]\nmethod = \"oauth2\"\naccess_token = \"abc\"\n";
+    let settings = parse(oauth).unwrap();
+    assert_eq!(settings.login.method, LoginMethod::OAuth2);
+    assert_eq!(settings.login.password.expose(), "abc");
+    let with_password = format!("{oauth}password = \"x\"\n");
+    assert_eq!(
+        keys(&parse(&with_password).unwrap_err()),
+        ["login.password"]
+    );
+    let no_token = oauth.replace("access_token = \"abc\"\n", "");
+    assert_eq!(keys(&parse(&no_token).unwrap_err()), ["login.access_token"]);
+    let unknown = oauth.replace("oauth2", "kerberos");
+    assert_eq!(keys(&parse(&unknown).unwrap_err()), ["login.method"]);
+}

@@ -188,6 +188,81 @@ pub fn throttle_wait(text: &str) -> Option<Duration> {
     Some(Duration::from_secs(amount.saturating_mul(seconds_per_unit)))
 }
 
+/// What `action=clientlogin` said.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ClientLoginAnswer {
+    Pass {
+        user: String,
+    },
+    /// Refused; `code` is the message key (`wrongpassword`,
+    /// `login-throttled`...).
+    Fail {
+        code: String,
+        message: String,
+    },
+    /// More input wanted. `totp` tells a TOTP second-factor prompt
+    /// (OATHAuth) from others.
+    Ui {
+        code: String,
+        message: String,
+        totp: bool,
+    },
+    /// A third-party login that wants a browser.
+    Redirect,
+    /// An account to link or create: nothing a proxy can answer.
+    Restart {
+        message: String,
+    },
+}
+
+/// The outcome of `action=clientlogin` (or its continuation).
+pub fn client_login_answer(body: &[u8]) -> Result<ClientLoginAnswer, AnswerError> {
+    let value = parse_json(body)?;
+    let answer = value
+        .get("clientlogin")
+        .ok_or_else(|| AnswerError::Unexpected("no `clientlogin` object".into()))?;
+    let text = |key: &str| {
+        answer
+            .get(key)
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_owned()
+    };
+    Ok(match text("status").as_str() {
+        "PASS" => ClientLoginAnswer::Pass {
+            user: text("username"),
+        },
+        "FAIL" => ClientLoginAnswer::Fail {
+            code: text("messagecode"),
+            message: text("message"),
+        },
+        "UI" => ClientLoginAnswer::Ui {
+            code: text("messagecode"),
+            message: text("message"),
+            totp: answer
+                .get("requests")
+                .and_then(Value::as_array)
+                .is_some_and(|requests| {
+                    requests.iter().any(|request| {
+                        request
+                            .get("fields")
+                            .and_then(|fields| fields.get("OATHToken"))
+                            .is_some()
+                    })
+                }),
+        },
+        "REDIRECT" => ClientLoginAnswer::Redirect,
+        "RESTART" => ClientLoginAnswer::Restart {
+            message: text("message"),
+        },
+        other => {
+            return Err(AnswerError::Unexpected(format!(
+                "clientlogin status `{other}`"
+            )));
+        }
+    })
+}
+
 /// Who the wiki thinks is making requests, from `meta=userinfo`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct UserInfo {
@@ -312,6 +387,36 @@ mod tests {
             ),
             LoginAnswer::Rejected { .. }
         ));
+    }
+
+    #[test]
+    fn client_login_answers_are_classified() {
+        let answer = |json: &str| client_login_answer(json.as_bytes()).unwrap();
+        assert_eq!(
+            answer(r#"{"clientlogin":{"status":"PASS","username":"Admin"}}"#),
+            ClientLoginAnswer::Pass {
+                user: "Admin".into()
+            }
+        );
+        assert_eq!(
+            answer(
+                r#"{"clientlogin":{"status":"UI","message":"Enter a code","messagecode":"oathauth-auth-ui","requests":[{"id":"MediaWiki\\Extension\\OATHAuth\\Auth\\TOTPAuthenticationRequest","fields":{"OATHToken":{"type":"string"}}}]}}"#
+            ),
+            ClientLoginAnswer::Ui {
+                code: "oathauth-auth-ui".into(),
+                message: "Enter a code".into(),
+                totp: true
+            }
+        );
+        assert!(matches!(
+            answer(r#"{"clientlogin":{"status":"FAIL","message":"Incorrect password","messagecode":"wrongpassword"}}"#),
+            ClientLoginAnswer::Fail { code, .. } if code == "wrongpassword"
+        ));
+        assert_eq!(
+            answer(r#"{"clientlogin":{"status":"REDIRECT"}}"#),
+            ClientLoginAnswer::Redirect
+        );
+        assert!(client_login_answer(br#"{"clientlogin":{"status":"ODD"}}"#).is_err());
     }
 
     #[test]

@@ -17,7 +17,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use http::header::{CONTENT_LENGTH, CONTENT_TYPE, COOKIE, SET_COOKIE, USER_AGENT};
+use http::header::{CONTENT_LENGTH, CONTENT_TYPE, SET_COOKIE, USER_AGENT};
 use http::{HeaderValue, Request, Response, StatusCode, Version};
 use http_body::Body as _;
 use http_body_util::BodyExt;
@@ -351,10 +351,9 @@ impl Proxy {
             .append_pair("format", "json");
         let query = format!("{}&{}", url.query().unwrap_or(""), session.assert_param());
         url.set_query(Some(&query));
-        let mut request = self.http.get(url);
-        if let Some(cookies) = session.cookie_header() {
-            request = request.header(COOKIE, cookies.clone());
-        }
+        let mut headers = http::HeaderMap::new();
+        session.authenticate(&mut headers);
+        let request = self.http.get(url).headers(headers);
         let response = match tokio::time::timeout(self.timeout, request.send()).await {
             Ok(Ok(response)) => response,
             _ => return TokenFetch::Failed,
@@ -422,9 +421,7 @@ impl Proxy {
         url.set_query((!full_query.is_empty()).then_some(full_query.as_str()));
 
         let mut headers = headers::upstream_request_headers(&parts.headers);
-        if let Some(cookies) = session.cookie_header() {
-            headers.insert(COOKIE, cookies.clone());
-        }
+        session.authenticate(&mut headers);
         headers.insert(USER_AGENT, self.user_agent_for(&parts.headers));
         if self.policy.read_only {
             // MediaWiki then refuses every write module itself.

@@ -7,7 +7,7 @@
 use std::sync::Weak;
 use std::time::Duration;
 
-use http::header::{COOKIE, SET_COOKIE};
+use http::header::SET_COOKIE;
 use url::Url;
 
 use super::{SessionManager, SessionStatus};
@@ -49,10 +49,9 @@ async fn touch(
         .append_pair("format", "json");
     let query = format!("{}&{}", url.query().unwrap_or(""), session.assert_param());
     url.set_query(Some(&query));
-    let mut request = http.get(url);
-    if let Some(cookies) = session.cookie_header() {
-        request = request.header(COOKIE, cookies.clone());
-    }
+    let mut headers = http::HeaderMap::new();
+    session.authenticate(&mut headers);
+    let request = http.get(url).headers(headers);
     let response = match request.send().await {
         Ok(response) => response,
         Err(err) => {

@@ -8,12 +8,13 @@ use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
 use futures_util::StreamExt;
+use http::HeaderValue;
 use http::header::{CONTENT_TYPE, COOKIE, DATE, SET_COOKIE};
 use tokio::time::Instant;
 use url::Url;
 
 use super::jar::CookieJar;
-use crate::config::LoginSettings;
+use crate::config::{LoginMethod, LoginSettings};
 use crate::mediawiki::answers::{self, AnswerError, LoginAnswer};
 
 /// Login answers are small; anything bigger is not api.php.
@@ -28,6 +29,8 @@ pub struct Established {
     /// When the wiki accepted the login, by the wiki's own clock (its `Date`
     /// header), to tell tokens of earlier sessions by their timestamp.
     pub wiki_time: Option<SystemTime>,
+    /// `Authorization: Bearer ...` for OAuth 2, instead of cookies.
+    pub authorization: Option<HeaderValue>,
 }
 
 /// Why a login did not give a session. Messages are shown to operators
@@ -108,15 +111,15 @@ impl LoginError {
 
 /// Logs in to one wiki with a bot password.
 #[derive(Debug)]
-pub struct BotPasswordLogin {
-    http: reqwest::Client,
-    api_url: Url,
+pub struct WikiLogin {
+    pub(super) http: reqwest::Client,
+    pub(super) api_url: Url,
     /// Replaced when the configuration is reloaded; read (and copied) once
     /// per login, never held across an await.
     credentials: RwLock<LoginSettings>,
 }
 
-impl BotPasswordLogin {
+impl WikiLogin {
     pub fn new(http: reqwest::Client, api_url: Url, credentials: LoginSettings) -> Self {
         Self {
             http,
@@ -138,7 +141,7 @@ impl BotPasswordLogin {
         changed
     }
 
-    fn credentials(&self) -> LoginSettings {
+    pub(super) fn credentials(&self) -> LoginSettings {
         self.credentials
             .read()
             .unwrap_or_else(PoisonError::into_inner)
@@ -149,6 +152,14 @@ impl BotPasswordLogin {
     /// MediaWiki asks; every other failure is returned for the caller to
     /// back off on.
     pub async fn log_in(&self) -> Result<Established, LoginError> {
+        match self.credentials().method {
+            LoginMethod::BotPassword => self.bot_password_login().await,
+            LoginMethod::ClientLogin => self.client_login().await,
+            LoginMethod::OAuth2 => self.oauth2_check().await,
+        }
+    }
+
+    async fn bot_password_login(&self) -> Result<Established, LoginError> {
         let mut retried = false;
         loop {
             let mut jar = CookieJar::default();
@@ -161,6 +172,7 @@ impl BotPasswordLogin {
                         user,
                         jar,
                         wiki_time,
+                        authorization: None,
                     });
                 }
                 LoginAnswer::FreshTokenNeeded { reason } if !retried => {
@@ -189,10 +201,11 @@ impl BotPasswordLogin {
             user,
             jar,
             wiki_time: None,
+            authorization: None,
         })
     }
 
-    async fn login_token(&self, jar: &mut CookieJar) -> Result<String, LoginError> {
+    pub(super) async fn login_token(&self, jar: &mut CookieJar) -> Result<String, LoginError> {
         let step = "login token";
         let url = self.url(&[("action", "query"), ("meta", "tokens"), ("type", "login")]);
         let (body, _) = self.send(step, self.http.get(url), jar).await?;
@@ -233,7 +246,7 @@ impl BotPasswordLogin {
     /// on the first token request, and if many client requests raced to do
     /// that on a fresh session, the last to save would invalidate the tokens
     /// the others handed out.
-    async fn confirm(&self, jar: &mut CookieJar, user: &str) -> Result<(), LoginError> {
+    pub(super) async fn confirm(&self, jar: &mut CookieJar, user: &str) -> Result<(), LoginError> {
         let step = "userinfo";
         let url = self.url(&[("action", "query"), ("meta", "userinfo|tokens")]);
         let (body, _) = self.send(step, self.http.get(url), jar).await?;
@@ -245,7 +258,7 @@ impl BotPasswordLogin {
         Ok(())
     }
 
-    fn url(&self, params: &[(&str, &str)]) -> Url {
+    pub(super) fn url(&self, params: &[(&str, &str)]) -> Url {
         let mut url = self.api_url.clone();
         url.query_pairs_mut()
             .extend_pairs(params)
@@ -257,7 +270,7 @@ impl BotPasswordLogin {
 
     /// Sends one login-flow request with the jar's cookies, keeps the cookies
     /// it sets, and returns its (bounded) body and the wiki's `Date`.
-    async fn send(
+    pub(super) async fn send(
         &self,
         step: &'static str,
         request: reqwest::RequestBuilder,

@@ -9,9 +9,11 @@
 //! still current, then waits for any generation above `n` (the
 //! single-flight refresh of smithy-rs's expiring cache and oauth2-proxy).
 
+mod clientlogin;
 pub mod jar;
 pub mod keepalive;
 pub mod login;
+mod oauth;
 pub mod persist;
 
 use std::sync::Arc;
@@ -24,7 +26,7 @@ use tokio::time::Instant;
 
 use crate::telemetry::Metrics;
 use jar::{CookieChange, CookieJar};
-use login::{BotPasswordLogin, Established, LoginError};
+use login::{Established, LoginError, WikiLogin};
 
 /// The first retry after a failed login waits this long, doubling up to
 /// [`MAX_BACKOFF`].
@@ -56,9 +58,9 @@ pub trait Authenticator: Send + Sync + 'static {
     ) -> BoxFuture<'_, Result<Established, LoginError>>;
 }
 
-impl Authenticator for BotPasswordLogin {
+impl Authenticator for WikiLogin {
     fn log_in(&self) -> BoxFuture<'_, Result<Established, LoginError>> {
-        Box::pin(BotPasswordLogin::log_in(self))
+        Box::pin(WikiLogin::log_in(self))
     }
 
     fn resume(
@@ -66,7 +68,7 @@ impl Authenticator for BotPasswordLogin {
         jar: CookieJar,
         user: String,
     ) -> BoxFuture<'_, Result<Established, LoginError>> {
-        Box::pin(BotPasswordLogin::resume(self, jar, user))
+        Box::pin(WikiLogin::resume(self, jar, user))
     }
 }
 
@@ -87,6 +89,8 @@ pub struct Session {
     header_expires: Option<Instant>,
     /// Prepared once: `assertuser=<user>`, urlencoded.
     assert_param: String,
+    /// OAuth 2: `Bearer <token>`, sent instead of cookies.
+    authorization: Option<HeaderValue>,
 }
 
 impl Session {
@@ -96,6 +100,7 @@ impl Session {
         logged_in_since: SystemTime,
         wiki_login_time: u64,
         mut jar: CookieJar,
+        authorization: Option<HeaderValue>,
     ) -> Self {
         jar.remove_expired(Instant::now());
         let assert_param = form_urlencoded::Serializer::new(String::new())
@@ -110,6 +115,7 @@ impl Session {
             logged_in_since,
             wiki_login_time,
             assert_param,
+            authorization,
         }
     }
 
@@ -120,12 +126,24 @@ impl Session {
             self.logged_in_since,
             self.wiki_login_time,
             jar,
+            self.authorization.clone(),
         )
     }
 
     /// The `Cookie` header to send upstream.
     pub fn cookie_header(&self) -> Option<&HeaderValue> {
         self.cookie_header.as_ref()
+    }
+
+    /// Puts the session's credentials on a request to the wiki: its cookies,
+    /// or for OAuth 2 its `Authorization` header.
+    pub fn authenticate(&self, headers: &mut http::HeaderMap) {
+        if let Some(cookies) = &self.cookie_header {
+            headers.insert(http::header::COOKIE, cookies.clone());
+        }
+        if let Some(authorization) = &self.authorization {
+            headers.insert(http::header::AUTHORIZATION, authorization.clone());
+        }
     }
 
     /// `assertuser=<user>`, ready to append to a query string.
@@ -394,6 +412,7 @@ impl Driver {
                         now,
                         wiki_login_time,
                         established.jar,
+                        established.authorization,
                     );
                     manager
                         .status

@@ -57,6 +57,7 @@ impl Authenticator for Scripted {
                         user: "Admin".into(),
                         jar,
                         wiki_time: None,
+                        authorization: None,
                     })
                 }
                 Err("throttled") => Err(LoginError::Throttled {

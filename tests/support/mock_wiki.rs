@@ -446,6 +446,15 @@ impl MockWiki {
         self.shared.state().private = private;
     }
 
+    /// Accept `Authorization: Bearer <token>` as the user (an owner-only
+    /// OAuth 2 consumer); any other bearer token gets
+    /// `mwoauth-invalid-authorization`.
+    pub fn set_oauth_token(&self, token: Option<&str>) {
+        let mut state = self.shared.state();
+        state.oauth_token = token.map(str::to_owned);
+        state.oauth_session = None;
+    }
+
     /// Answer the next requests outside the login flow with these faults,
     /// one each, without running them (as MediaWiki's maxlag and read-only
     /// checks, and an edge rate limiter, do).
@@ -643,6 +652,10 @@ impl Delays {
 #[derive(Debug)]
 struct State {
     faults: std::collections::VecDeque<Fault>,
+    /// An OAuth 2 access token accepted as the user, and the session it
+    /// maps to (tokens need one).
+    oauth_token: Option<String>,
+    oauth_session: Option<String>,
     sessions: HashMap<String, Session>,
     login_failure: Option<LoginFailure>,
     private: bool,
@@ -659,6 +672,8 @@ impl State {
     fn new(private: bool) -> Self {
         Self {
             faults: std::collections::VecDeque::new(),
+            oauth_token: None,
+            oauth_session: None,
             sessions: HashMap::new(),
             login_failure: None,
             private,
@@ -937,8 +952,33 @@ fn answer(shared: &Shared, request: RecordedRequest) -> Answer {
     }
     shared.counters.count(&request);
     let mut call = Call::new(&shared.config, &shared.counters, &request);
-    call.resolve_session(&mut state);
-    let outcome = run(&mut state, &mut call);
+    let bearer = request
+        .header("authorization")
+        .and_then(|value| value.strip_prefix("Bearer "))
+        .map(str::to_owned);
+    let outcome = match bearer {
+        Some(token) if state.oauth_token.as_deref() == Some(token.as_str()) => {
+            let id = match state.oauth_session.clone() {
+                Some(id) => id,
+                None => {
+                    let id = state.new_session(SessionKind::BotPassword);
+                    state.oauth_session = Some(id.clone());
+                    id
+                }
+            };
+            call.session = Some(id);
+            call.logged_in = true;
+            run(&mut state, &mut call)
+        }
+        Some(_) => Err(ApiError::new(
+            "mwoauth-invalid-authorization",
+            "The authorization headers in your request are not valid: Invalid access token",
+        )),
+        None => {
+            call.resolve_session(&mut state);
+            run(&mut state, &mut call)
+        }
+    };
     call.renew_cookie(&state);
     let (body, error_codes) = match outcome {
         Ok(Output::Json(value)) => (AnswerBody::Json(value), Vec::new()),
