@@ -59,27 +59,67 @@ pub(super) struct RawWiki {
 /// Parses the TOML, recording unknown keys as problems rather than stopping
 /// at the first one (what `deny_unknown_fields` would do).
 pub(super) fn parse_raw(text: &str, problems: &mut Vec<ConfigProblem>) -> Option<RawConfig> {
-    let deserializer = match toml::de::Deserializer::parse(text) {
-        Ok(deserializer) => deserializer,
+    let table: toml::Table = match text.parse() {
+        Ok(table) => table,
         Err(err) => {
             problems.push(toml_problem(&err));
             return None;
         }
     };
-    let mut unknown = Vec::new();
-    let parsed = serde_ignored::deserialize(deserializer, |path| unknown.push(path.to_string()));
-    for key in unknown {
-        problems.push(ConfigProblem {
-            key,
-            message: "unknown key (see config/mw-auth-proxy.example.toml for every key)".into(),
-        });
-    }
-    match parsed {
-        Ok(raw) => Some(raw),
-        Err(err) => {
-            problems.push(toml_problem(&err));
-            None
+    // Section by section, so that a value of the wrong type in one section
+    // does not hide the problems of the others.
+    let mut raw = RawConfig::default();
+    let before = problems.len();
+    for (name, value) in table {
+        match name.as_str() {
+            "server" => section(&name, value, &mut raw.server, problems),
+            "wiki" => section(&name, value, &mut raw.wiki, problems),
+            "login" => section(&name, value, &mut raw.login, problems),
+            "log" => section(&name, value, &mut raw.log, problems),
+            "access" => section(&name, value, &mut raw.access, problems),
+            "policy" => section(&name, value, &mut raw.policy, problems),
+            "session" => section(&name, value, &mut raw.session, problems),
+            "etiquette" => section(&name, value, &mut raw.etiquette, problems),
+            _ => problems.push(unknown_key(name)),
         }
+    }
+    // Unknown keys alone still let the known ones be checked.
+    let typed = problems[before..]
+        .iter()
+        .all(|problem| problem.message == UNKNOWN_KEY);
+    typed.then_some(raw)
+}
+
+const UNKNOWN_KEY: &str = "unknown key (see config/mw-auth-proxy.example.toml for every key)";
+
+fn unknown_key(key: String) -> ConfigProblem {
+    ConfigProblem {
+        key,
+        message: UNKNOWN_KEY.into(),
+    }
+}
+
+/// Reads one `[name]` table into `slot`, recording its unknown keys and a
+/// value of the wrong type as problems of that section.
+fn section<T: serde::de::DeserializeOwned>(
+    name: &str,
+    value: toml::Value,
+    slot: &mut T,
+    problems: &mut Vec<ConfigProblem>,
+) {
+    let mut unknown = Vec::new();
+    let parsed = serde_ignored::deserialize(value, |path| unknown.push(path.to_string()));
+    problems.extend(
+        unknown
+            .into_iter()
+            .map(|key| unknown_key(format!("{name}.{key}"))),
+    );
+    match parsed {
+        Ok(parsed) => *slot = parsed,
+        Err(err) => problems.push(ConfigProblem {
+            key: name.to_owned(),
+            message: err.to_string().trim_end().replace('\n', "\n    "),
+        }),
     }
 }
 

@@ -53,16 +53,106 @@ impl BodyKind {
         let Some(content_type) = content_type else {
             return BodyKind::Opaque;
         };
-        let mut parts = content_type.split(';');
-        let essence = parts.next().unwrap_or("").trim().to_ascii_lowercase();
-        match essence.as_str() {
+        // PHP (SAPI.c) ends the media type at the first `;`, `,` or space.
+        let end = content_type
+            .find([';', ',', ' '])
+            .unwrap_or(content_type.len());
+        match content_type[..end].to_ascii_lowercase().as_str() {
             "application/x-www-form-urlencoded" => BodyKind::UrlEncoded,
-            "multipart/form-data" => match multer::parse_boundary(content_type) {
-                Ok(boundary) => BodyKind::Multipart { boundary },
-                Err(_) => BodyKind::Opaque,
+            "multipart/form-data" => match php_boundary(content_type) {
+                Some(boundary) => BodyKind::Multipart { boundary },
+                // PHP then reads no parameters at all.
+                None => BodyKind::Opaque,
             },
             _ => BodyKind::Opaque,
         }
+    }
+}
+
+/// The boundary as PHP's rfc1867.c finds it: after the first `=` that
+/// follows the first `boundary` in the header (case-sensitive, else not),
+/// up to a closing quote, or to `,` or `;`.
+fn php_boundary(content_type: &str) -> Option<String> {
+    let start = content_type
+        .find("boundary")
+        .or_else(|| content_type.to_ascii_lowercase().find("boundary"))?;
+    let after = &content_type[start..];
+    let value = &after[after.find('=')? + 1..];
+    let boundary = match value.strip_prefix('"') {
+        Some(quoted) => &quoted[..quoted.find('"')?],
+        None => &value[..value.find([',', ';']).unwrap_or(value.len())],
+    };
+    (!boundary.is_empty()).then(|| boundary.to_owned())
+}
+
+/// The field name in a part's `Content-Disposition`, or `None` for a file
+/// part (PHP puts those in `$_FILES`). PHP's own reading of this header is
+/// quirky (case-insensitive parameter names, single quotes, later
+/// duplicates winning...), so only forms that PHP and this reading cannot
+/// disagree on are accepted: `form-data` with a lowercase `name` and at
+/// most one lowercase `filename`, in either order, each a plain token or
+/// double-quoted without quotes or backslashes inside. Anything else is
+/// refused rather than read differently from PHP.
+pub fn part_name(headers: &http::HeaderMap) -> Result<Option<String>, MalformedBody> {
+    let unusual = || MalformedBody("unusual Content-Disposition in a part".into());
+    let value = headers
+        .get(http::header::CONTENT_DISPOSITION)
+        .map(|value| String::from_utf8_lossy(value.as_bytes()).into_owned())
+        .ok_or_else(unusual)?;
+    let mut params = split_outside_quotes(&value).into_iter().map(str::trim);
+    if params.next() != Some("form-data") {
+        return Err(unusual());
+    }
+    let (mut name, mut filename) = (None, None);
+    for param in params {
+        let (key, raw) = param.split_once('=').ok_or_else(unusual)?;
+        let value = plain_value(raw).ok_or_else(unusual)?;
+        let slot = match key {
+            "name" => &mut name,
+            "filename" => &mut filename,
+            _ => return Err(unusual()),
+        };
+        if slot.replace(value).is_some() {
+            return Err(unusual());
+        }
+    }
+    match (name, filename) {
+        (Some(name), None) => Ok(Some(name)),
+        (Some(_), Some(_)) => Ok(None),
+        (None, _) => Err(unusual()),
+    }
+}
+
+/// Splits at `;` outside double quotes.
+fn split_outside_quotes(value: &str) -> Vec<&str> {
+    let mut pieces = Vec::new();
+    let mut quoted = false;
+    let mut start = 0;
+    for (index, c) in value.char_indices() {
+        match c {
+            '"' => quoted = !quoted,
+            ';' if !quoted => {
+                pieces.push(&value[start..index]);
+                start = index + 1;
+            }
+            _ => {}
+        }
+    }
+    pieces.push(&value[start..]);
+    pieces
+}
+
+/// `"quoted"` without quotes or backslashes inside, or a bare token.
+fn plain_value(raw: &str) -> Option<String> {
+    let forbidden = |c: char| matches!(c, '"' | '\\' | '\'') || c.is_whitespace();
+    match raw.strip_prefix('"') {
+        Some(quoted) => {
+            let inner = quoted.strip_suffix('"')?;
+            (!inner.contains(['"', '\\'])).then(|| inner.to_owned())
+        }
+        // PHP skips a leading `=` (`name==x` is `x` to it): refused.
+        None => (!raw.is_empty() && !raw.starts_with('=') && !raw.contains(forbidden))
+            .then(|| raw.to_owned()),
     }
 }
 
@@ -114,14 +204,14 @@ impl Params {
                 .await
                 .map_err(|err| MalformedBody(err.to_string()))?;
             let Some(field) = field else { break };
-            let name = field.name().map(str::to_owned);
-            let is_file = field.file_name().is_some();
+            let name = part_name(field.headers())?;
+            // PHP ignores a part's charset: bytes, read as UTF-8.
             let value = field
-                .text()
+                .bytes()
                 .await
                 .map_err(|err| MalformedBody(err.to_string()))?;
-            if let (Some(name), false) = (name, is_file) {
-                self.push(&name, value);
+            if let Some(name) = name {
+                self.push(&name, String::from_utf8_lossy(&value).into_owned());
             }
         }
         Ok(())
@@ -180,39 +270,39 @@ pub fn multi_values(value: &str) -> impl Iterator<Item = &str> {
     rest.split(separator)
 }
 
-/// PHP's rewriting of a parameter name (`php_register_variable_ex`): returns
-/// the name it registers and whether the value becomes an array, or `None`
-/// when PHP ignores the parameter.
+/// PHP 8's rewriting of a parameter name (`php_register_variable_ex`):
+/// returns the name it registers and whether the value becomes an array, or
+/// `None` when PHP ignores the parameter.
 fn php_name(raw: &str) -> Option<(String, bool)> {
-    // A NUL ends the name in C.
+    // A NUL ends the name in C; leading spaces are dropped.
     let raw = raw.split('\0').next().unwrap_or("");
     let raw = raw.trim_start_matches(' ');
-    if raw.is_empty() {
-        return None;
-    }
     let mut name = String::with_capacity(raw.len());
     for (index, c) in raw.char_indices() {
         match c {
             ' ' | '.' => name.push('_'),
             '[' => {
-                if raw[index..].contains(']') {
-                    // `name[...]`: an array under `name`; what follows the
-                    // brackets does not change which name it is.
-                    return if name.is_empty() {
-                        None
-                    } else {
-                        Some((name, true))
-                    };
+                if name.is_empty() {
+                    return None;
                 }
-                // An unmatched `[` becomes `_` and PHP stops rewriting.
+                let rest = &raw[index + 1..];
+                if rest.contains(']') {
+                    // `name[...]`: an array under `name`.
+                    return Some((name, true));
+                }
+                // An unmatched `[` becomes `_`, and so do ` `, `.` and `[`
+                // after it.
                 name.push('_');
-                name.push_str(&raw[index + 1..]);
+                name.extend(rest.chars().map(|c| match c {
+                    ' ' | '.' | '[' => '_',
+                    c => c,
+                }));
                 return Some((name, false));
             }
             _ => name.push(c),
         }
     }
-    Some((name, false))
+    (!name.is_empty()).then_some((name, false))
 }
 
 #[cfg(test)]
@@ -293,6 +383,13 @@ mod tests {
         assert_eq!(params.every("action").collect::<Vec<_>>(), ["logout"]);
         let params = Params::from_query(Some("action[=logout"));
         assert_eq!(params.get("action_"), Some("logout"));
+        let params = Params::from_query(Some("a%5Bb.c=1&%5Bx=2"));
+        assert_eq!(params.get("a_b_c"), Some("1"), "PHP 8 rewrites after `[`");
+        assert_eq!(
+            params.get("_x"),
+            None,
+            "a name starting with `[` is dropped"
+        );
     }
 
     #[test]
@@ -313,6 +410,83 @@ mod tests {
             params.every("action").collect::<Vec<_>>(),
             ["query", "logout"]
         );
+    }
+
+    #[test]
+    fn content_types_and_boundaries_are_read_like_php() {
+        for content_type in [
+            "application/x-www-form-urlencoded,",
+            "application/x-www-form-urlencoded x",
+            "APPLICATION/X-WWW-FORM-URLENCODED;charset=utf-8",
+        ] {
+            assert_eq!(
+                BodyKind::of(&Method::POST, Some(content_type)),
+                BodyKind::UrlEncoded,
+                "{content_type}"
+            );
+        }
+        let boundary = |content_type: &str| match BodyKind::of(&Method::POST, Some(content_type)) {
+            BodyKind::Multipart { boundary } => Some(boundary),
+            _ => None,
+        };
+        assert_eq!(
+            boundary("multipart/form-data, boundary=XyZ").as_deref(),
+            Some("XyZ")
+        );
+        assert_eq!(
+            boundary("multipart/form-data; boundary=\"Xy;Z\"x").as_deref(),
+            Some("Xy;Z")
+        );
+        assert_eq!(
+            boundary("multipart/form-data; xboundary=AAA; boundary=BBB").as_deref(),
+            Some("AAA"),
+            "the first `boundary` substring"
+        );
+        assert_eq!(
+            boundary("multipart/form-data; BOUNDARY=up").as_deref(),
+            Some("up")
+        );
+        assert_eq!(boundary("multipart/form-data"), None);
+    }
+
+    #[test]
+    fn only_plain_content_dispositions_are_read() {
+        let disposition = |value: &'static str| {
+            let mut headers = http::HeaderMap::new();
+            headers.insert("content-disposition", http::HeaderValue::from_static(value));
+            part_name(&headers)
+        };
+        assert_eq!(
+            disposition("form-data; name=\"action\"").unwrap(),
+            Some("action".into())
+        );
+        assert_eq!(
+            disposition("form-data;name=\"a b\"").unwrap(),
+            Some("a b".into())
+        );
+        assert_eq!(
+            disposition("form-data; name=\"f\"; filename=\"a.txt\"").unwrap(),
+            None
+        );
+        for odd in [
+            "form-data; NAME=\"action\"",
+            "form-data; name='action'",
+            "form-data; name==action",
+            "form-data; name=\"x\"; name=\"action\"",
+            "form-data; namex=\"y\"; name=\"action\"",
+            "form-data; name=\"action\"; dummy=\" filename=a\"",
+            "attachment; name=\"action\"",
+        ] {
+            assert!(disposition(odd).is_err(), "{odd}");
+        }
+    }
+
+    #[test]
+    fn a_parts_charset_is_ignored() {
+        let body = "--B\r\nContent-Disposition: form-data; name=\"action\"\r\n\
+            Content-Type: text/plain; charset=utf-16\r\n\r\nlogout\r\n--B--\r\n";
+        let params = post("", "multipart/form-data; boundary=B", body);
+        assert_eq!(params.action(), "logout");
     }
 
     #[test]

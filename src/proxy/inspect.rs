@@ -17,7 +17,7 @@ use super::guard::{self, Refusal};
 use super::policy;
 use crate::config::PolicySettings;
 use crate::error::BoxError;
-use crate::mediawiki::params::Params;
+use crate::mediawiki::params::{self, Params};
 
 /// The most of one field's value kept for the check: guarded values are
 /// short, and a longer value cannot equal one of them.
@@ -143,16 +143,17 @@ async fn read_fields(
     let mut multipart = multer::Multipart::new(stream, boundary);
     let malformed = |err: multer::Error| Stopped::Malformed(err.to_string());
     while let Some(mut field) = multipart.next_field().await.map_err(malformed)? {
-        let name = field.name().map(str::to_owned);
-        let is_file = field.file_name().is_some();
+        // `None`: a file part, not a parameter.
+        let name = params::part_name(field.headers())
+            .map_err(|err| Stopped::Malformed(err.to_string()))?;
         let mut value = Vec::new();
         while let Some(chunk) = field.chunk().await.map_err(malformed)? {
             let room = MAX_FIELD_BYTES.saturating_sub(value.len());
-            if !is_file && room > 0 {
+            if name.is_some() && room > 0 {
                 value.extend_from_slice(&chunk[..chunk.len().min(room)]);
             }
         }
-        if let (Some(name), false) = (name, is_file) {
+        if let Some(name) = name {
             params.push(&name, String::from_utf8_lossy(&value).into_owned());
         }
     }

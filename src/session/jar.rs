@@ -63,6 +63,11 @@ impl CookieJar {
             return CookieChange::Unchanged;
         };
         let name = cookie.name();
+        // A cookie that cannot be sent back would spoil the whole header.
+        if name.is_empty() || HeaderValue::from_str(&format!("{name}={}", cookie.value())).is_err()
+        {
+            return CookieChange::Unchanged;
+        }
         let lifetime = lifetime(&cookie);
         if cookie.value() == "deleted" || lifetime.is_some_and(|left| left.is_zero()) {
             if self.cookies.remove(name).is_none() {
@@ -76,12 +81,14 @@ impl CookieJar {
         } else {
             let stored = StoredCookie {
                 value: Secret::new(cookie.value()),
-                expires: lifetime.map(|left| now + left),
+                // A lifetime past the end of time (an empty or huge
+                // Max-Age) is no expiry at all.
+                expires: lifetime.and_then(|left| now.checked_add(left)),
             };
             match self.cookies.insert(name.to_owned(), stored.clone()) {
-                // A renewal that changes nothing but the expiry needs no new
-                // header; only the value goes on the wire.
-                Some(old) if old.value == stored.value => CookieChange::Unchanged,
+                // MediaWiki re-sends a renewed session cookie unchanged.
+                Some(old) if old == stored => CookieChange::Unchanged,
+                // A new value, or a new expiry that must be kept.
                 _ => CookieChange::Set,
             }
         }
@@ -135,9 +142,9 @@ impl CookieJar {
                 name: name.clone(),
                 value: cookie.value.expose().to_owned(),
                 expires_unix: cookie.expires.map(|expires| {
-                    let at = wall + expires.saturating_duration_since(now);
-                    at.duration_since(UNIX_EPOCH)
-                        .map_or(0, |since| since.as_secs())
+                    wall.checked_add(expires.saturating_duration_since(now))
+                        .and_then(|at| at.duration_since(UNIX_EPOCH).ok())
+                        .map_or(u64::MAX, |since| since.as_secs())
                 }),
             })
             .collect()
@@ -154,7 +161,7 @@ impl CookieJar {
             .map(|cookie| {
                 let expires = cookie
                     .expires_unix
-                    .map(|at| now + Duration::from_secs(at - wall_secs));
+                    .and_then(|at| now.checked_add(Duration::from_secs(at - wall_secs)));
                 (
                     cookie.name,
                     StoredCookie {
