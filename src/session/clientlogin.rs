@@ -34,7 +34,7 @@ impl WikiLogin {
                     "the account asks for a two-factor code; set login.totp_secret_file".into(),
                 ));
             };
-            let code = totp_code(secret)?;
+            let code = self.fresh_totp_code(secret).await?;
             (answer, wiki_time) = self
                 .client_login_step(
                     &mut jar,
@@ -105,8 +105,41 @@ impl WikiLogin {
     }
 }
 
-/// The current RFC 6238 code (SHA-1, 6 digits, 30 s) for a base32 secret.
-fn totp_code(secret: &Secret) -> Result<Secret, LoginError> {
+impl WikiLogin {
+    /// A code from a 30 s window later than the last one used: OATHAuth
+    /// refuses a window it has accepted before, so a re-login soon after a
+    /// login waits for the next window (at most 30 s) instead of failing.
+    async fn fresh_totp_code(&self, secret: &Secret) -> Result<Secret, LoginError> {
+        let now = unix_now();
+        let last = *self
+            .last_totp_window
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut window = now / TOTP_STEP;
+        if let Some(last) = last.filter(|last| *last >= window) {
+            let next = (last + 1) * TOTP_STEP;
+            tracing::info!(wait_secs = next - now, "waiting for a new two-factor code");
+            tokio::time::sleep(std::time::Duration::from_secs(next - now)).await;
+            window = last + 1;
+        }
+        *self
+            .last_totp_window
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(window);
+        totp_code(secret, window * TOTP_STEP)
+    }
+}
+
+const TOTP_STEP: u64 = 30;
+
+fn unix_now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |since| since.as_secs())
+}
+
+/// The RFC 6238 code (SHA-1, 6 digits, 30 s) for a base32 secret at `time`.
+fn totp_code(secret: &Secret, time: u64) -> Result<Secret, LoginError> {
     let bytes = totp_rs::Secret::try_from_base32(secret.expose())
         .map_err(|_| LoginError::Rejected("login.totp_secret is not base32".into()))?;
     let totp = totp_rs::Builder::new()
@@ -114,10 +147,7 @@ fn totp_code(secret: &Secret) -> Result<Secret, LoginError> {
         // Secrets shorter than 128 bits (16 base32 characters, as some
         // enrolments give) are still what the wiki checks against.
         .build_noncompliant();
-    let now = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |since| since.as_secs());
-    Ok(Secret::new(totp.generate(now).to_string()))
+    Ok(Secret::new(totp.generate(time).to_string()))
 }
 
 #[cfg(test)]
@@ -134,7 +164,7 @@ mod tests {
             .with_secret(secret)
             .build_noncompliant();
         assert_eq!(totp.generate(59).to_string(), "287082");
-        let code = totp_code(&Secret::new("GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ")).unwrap();
-        assert_eq!(code.expose().len(), 6);
+        let code = totp_code(&Secret::new("GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ"), 59).unwrap();
+        assert_eq!(code.expose(), "287082");
     }
 }

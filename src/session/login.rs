@@ -117,6 +117,8 @@ pub struct WikiLogin {
     /// Replaced when the configuration is reloaded; read (and copied) once
     /// per login, never held across an await.
     credentials: RwLock<LoginSettings>,
+    /// The last TOTP window a code was sent for (clientlogin with 2FA).
+    pub(super) last_totp_window: std::sync::Mutex<Option<u64>>,
 }
 
 impl WikiLogin {
@@ -125,6 +127,7 @@ impl WikiLogin {
             http,
             api_url,
             credentials: RwLock::new(credentials),
+            last_totp_window: std::sync::Mutex::new(None),
         }
     }
 

@@ -106,6 +106,8 @@ pub struct WikiOptions {
     pub private: bool,
     /// PHP built-in server workers; the script's default (4) when `None`.
     pub workers: Option<u32>,
+    /// Load the OATHAuth extension (two-factor login).
+    pub oathauth: bool,
 }
 
 /// A throwaway wiki in its own temporary directory, stopped on drop.
@@ -147,6 +149,9 @@ impl RealWiki {
             }
             if let Some(workers) = options.workers {
                 create.extend(["--workers".into(), workers.to_string().into()]);
+            }
+            if options.oathauth {
+                create.push("--oathauth".into());
             }
             let output = run_script(&create);
             if is_busy_port(&output) {
@@ -212,6 +217,23 @@ impl RealWiki {
 
     pub fn admin_user(&self) -> &str {
         self.var("WIKI_ADMIN_USER")
+    }
+
+    /// Enrols the admin for TOTP two-factor login; returns the secret's
+    /// file.
+    pub fn enrol_totp(&mut self, secret: &str) -> PathBuf {
+        let output = run_script([
+            OsStr::new("enrol-totp"),
+            self.dir.as_os_str(),
+            OsStr::new("--secret"),
+            OsStr::new(secret),
+        ]);
+        assert!(
+            output.status.success(),
+            "`scripts/wiki enrol-totp` failed: {}",
+            describe(&output)
+        );
+        self.dir.join("totp-secret")
     }
 
     pub fn admin_password(&self) -> &str {
