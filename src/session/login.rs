@@ -138,8 +138,10 @@ impl WikiLogin {
             .credentials
             .write()
             .unwrap_or_else(PoisonError::into_inner);
-        let changed =
-            current.username != credentials.username || current.password != credentials.password;
+        let changed = current.method != credentials.method
+            || current.username != credentials.username
+            || current.password != credentials.password
+            || current.totp_secret != credentials.totp_secret;
         *current = credentials;
         changed
     }
