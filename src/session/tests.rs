@@ -7,6 +7,9 @@ use std::collections::VecDeque;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
+use std::time::Duration;
+
+use super::driver::SHORT_SESSION;
 use super::*;
 
 /// Answers logins from a script; when the script runs out, repeats the last
