@@ -1,5 +1,6 @@
 //! mw-auth-proxy: an authenticating reverse proxy for the MediaWiki Action
-//! API. It logs in once with a bot password, keeps the session to itself,
+//! API. It logs in once (bot password, clientlogin or OAuth 2), keeps the
+//! session to itself,
 //! and sends every `api.php` request it receives on to the wiki as the bot.
 //! When the wiki drops the session it logs in again, once for all waiting
 //! requests, and replays what failed.
@@ -8,8 +9,11 @@
 //! - [`config`]: the TOML file, checked into [`config::Settings`].
 //! - [`access`]: who may use the proxy (address, token, Host, Origin).
 //! - [`server`]: accept loop, graceful shutdown, `/healthz` `/readyz` `/metrics`.
-//! - [`proxy`]: the forwarding pipeline for one request.
-//! - [`session`]: the login flow, the cookie jar, single-flight re-login.
+//! - [`proxy`]: the forwarding pipeline for one request: guards and policy,
+//!   replayable bodies, upload inspection, token renewal, etiquette.
+//! - [`session`]: the login methods (bot password, clientlogin, OAuth 2),
+//!   the cookie jar, the login driver (single-flight re-login), keepalive,
+//!   the state file.
 //! - [`mediawiki`]: pure rules of MediaWiki: parameters, answers, error codes.
 //! - [`error`]: the one place errors become client responses.
 //! - [`telemetry`]: metrics and logs. [`upstream`]: the HTTP client.
