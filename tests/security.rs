@@ -358,3 +358,25 @@ async fn odd_input_gets_a_clear_answer_never_a_crash() {
     assert_eq!(response.status(), 200);
     assert_eq!(wiki.logouts(), 0);
 }
+
+#[tokio::test]
+async fn a_chunked_body_beyond_the_limit_is_cut_off() {
+    let (_wiki, proxy) =
+        start_pair("[server]\nmax_body_bytes = 100000\nmax_replay_body_bytes = 1000\n").await;
+    // A stream: no Content-Length, so only counting can stop it.
+    let chunks = futures_util::stream::iter(
+        (0..50).map(|_| Ok::<_, std::io::Error>(bytes::Bytes::from(vec![b'z'; 10_000]))),
+    );
+    let response = client()
+        .post(format!("{}?action=mockcount&format=json", proxy.api_url()))
+        .header("content-type", "application/octet-stream")
+        .body(reqwest::Body::wrap_stream(chunks))
+        .send()
+        .await
+        .unwrap();
+    let (status, code) = error_code(response).await;
+    assert_eq!(
+        (status, code.as_str()),
+        (413, "mw-auth-proxy-request-too-large")
+    );
+}

@@ -1,6 +1,9 @@
 //! Client request bodies: kept in memory up to a limit so the request can
 //! be replayed after a re-login, streamed through beyond it.
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
 use bytes::{Bytes, BytesMut};
 use futures_util::{Stream, StreamExt};
 use http::HeaderMap;
@@ -26,6 +29,7 @@ pub(super) enum RequestBody {
         /// The client's declared length, passed on so the wiki need not
         /// accept a chunked upload.
         length: Option<u64>,
+        limit: BodyLimit,
     },
     /// A streaming body made ready to send (wrapped for inspection).
     Prepared {
@@ -39,13 +43,18 @@ pub(super) enum RequestBody {
 impl RequestBody {
     /// Reads up to `limit` bytes. A body declared larger than the limit is
     /// not read at all here.
-    pub(super) async fn read(mut body: Incoming, limit: usize) -> Result<Self, hyper::Error> {
+    pub(super) async fn read(
+        mut body: Incoming,
+        limit: usize,
+        max: BodyLimit,
+    ) -> Result<Self, hyper::Error> {
         let length = body.size_hint().exact();
         if length.is_some_and(|length| length > limit as u64) {
             return Ok(RequestBody::Streaming {
                 prefix: Bytes::new(),
                 rest: body,
                 length,
+                limit: max,
             });
         }
         let mut buffer = BytesMut::new();
@@ -58,6 +67,7 @@ impl RequestBody {
                         prefix: buffer.freeze(),
                         rest: body,
                         length,
+                        limit: max,
                     });
                 }
             }
@@ -89,12 +99,13 @@ impl RequestBody {
             prefix,
             rest,
             length,
+            limit,
         } = std::mem::replace(self, RequestBody::Spent)
         else {
             return None;
         };
         let (stream, stopped) = inspect::inspected(
-            client_stream(prefix, rest).boxed(),
+            client_stream(prefix, rest, limit).boxed(),
             boundary,
             params,
             headers,
@@ -120,8 +131,9 @@ impl RequestBody {
                 prefix,
                 rest,
                 length,
+                limit,
             } => (
-                reqwest::Body::wrap_stream(client_stream(prefix, rest)),
+                reqwest::Body::wrap_stream(client_stream(prefix, rest, limit)),
                 length,
             ),
             RequestBody::Prepared { body, length } => (body, length),
@@ -130,13 +142,34 @@ impl RequestBody {
     }
 }
 
-/// What was read before the limit, then the rest as it arrives.
+/// `server.max_body_bytes` for a body of unknown length: the stream ends
+/// with an error past it, and the flag tells the proxy why.
+#[derive(Debug, Clone)]
+pub(super) struct BodyLimit {
+    pub(super) max: u64,
+    pub(super) exceeded: Arc<AtomicBool>,
+}
+
+/// What was read before the replay limit, then the rest as it arrives,
+/// cut off past `server.max_body_bytes`.
 fn client_stream(
     prefix: Bytes,
     rest: Incoming,
+    limit: BodyLimit,
 ) -> impl Stream<Item = Result<Bytes, BoxError>> + Send + 'static {
-    futures_util::stream::once(async move { Ok(prefix) }).chain(
-        rest.into_data_stream()
-            .map(|chunk| chunk.map_err(BoxError::from)),
-    )
+    let mut total = 0u64;
+    futures_util::stream::once(async move { Ok(prefix) })
+        .chain(
+            rest.into_data_stream()
+                .map(|chunk| chunk.map_err(BoxError::from)),
+        )
+        .map(move |chunk| {
+            let chunk = chunk?;
+            total += chunk.len() as u64;
+            if total > limit.max {
+                limit.exceeded.store(true, Ordering::SeqCst);
+                return Err(BoxError::from("request body over server.max_body_bytes"));
+            }
+            Ok(chunk)
+        })
 }

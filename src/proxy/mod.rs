@@ -15,6 +15,7 @@ mod token;
 
 use std::borrow::Cow;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use http::header::{CONTENT_LENGTH, CONTENT_TYPE, SET_COOKIE, USER_AGENT};
@@ -152,7 +153,12 @@ impl Proxy {
             .get(CONTENT_TYPE)
             .and_then(|value| value.to_str().ok());
         let kind = BodyKind::of(&parts.method, content_type);
-        let mut body = RequestBody::read(body, self.max_replay_body_bytes)
+        let too_large = Arc::new(AtomicBool::new(false));
+        let limit = body::BodyLimit {
+            max: self.max_body_bytes,
+            exceeded: too_large.clone(),
+        };
+        let mut body = RequestBody::read(body, self.max_replay_body_bytes, limit)
             .await
             .map_err(|err| (ProxyError::BadRequest(err.to_string()), unknown_action()))?;
         let params = self
@@ -210,6 +216,9 @@ impl Proxy {
                         Some(Stopped::Refused(refusal)) => refuse(refusal, action),
                         Some(Stopped::Denied(denied)) => Err((denied.into(), action)),
                         Some(Stopped::Malformed(why)) => Err((ProxyError::BadRequest(why), action)),
+                        None if too_large.load(Ordering::SeqCst) => {
+                            Err((ProxyError::RequestTooLarge(self.max_body_bytes), action))
+                        }
                         None => Err((err, action)),
                     };
                 }
