@@ -28,6 +28,9 @@ pub fn client(wiki: &WikiSettings) -> Result<reqwest::Client, ClientError> {
         .connect_timeout(CONNECT_TIMEOUT)
         .read_timeout(wiki.timeout)
         .pool_idle_timeout(Duration::from_secs(60))
+        // Like nginx's `keepalive 64`: a burst's connections beyond this are
+        // closed rather than kept idle for a minute.
+        .pool_max_idle_per_host(64)
         .user_agent(wiki.user_agent.clone())
         // Proxy settings from the environment would send the session through
         // a third party the operator did not name in this config.

@@ -19,7 +19,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use http::header::{CONTENT_LENGTH, CONTENT_TYPE, SET_COOKIE, USER_AGENT};
-use http::{HeaderValue, Request, Response, StatusCode, Version};
+use http::{HeaderValue, Method, Request, Response, StatusCode, Version};
 use http_body::Body as _;
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
@@ -357,7 +357,8 @@ impl Proxy {
             headers.insert(policy::PROMISE_NON_WRITE, HeaderValue::from_static("true"));
         }
         let (upstream_body, length) = body.take_for_upstream();
-        if let Some(length) = length {
+        // A bodiless GET needs no `Content-Length: 0`.
+        if let Some(length) = length.filter(|length| *length > 0 || parts.method != Method::GET) {
             headers.insert(CONTENT_LENGTH, HeaderValue::from(length));
         }
         let turn = self.etiquette.take_turn(plan.is_write).await;

@@ -260,6 +260,12 @@ impl SessionManager {
         generation: u64,
         set_cookies: impl Iterator<Item = &'a HeaderValue>,
     ) -> bool {
+        // Most answers set no cookie: leave the shared state untouched
+        // rather than take its write lock on every response.
+        let mut set_cookies = set_cookies.peekable();
+        if set_cookies.peek().is_none() {
+            return false;
+        }
         let mut ended = false;
         let now = Instant::now();
         self.status.send_if_modified(|status| {
