@@ -1,0 +1,525 @@
+//! Client scenarios beyond steady reads, on hyper's HTTP/1.1 client:
+//! a big streamed response, a big streamed upload, many idle keep-alive
+//! connections, and the re-login storm. Each is bounded in time.
+
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use bytes::Bytes;
+use http::{Request, StatusCode};
+use http_body::{Body, Frame, SizeHint};
+use http_body_util::{BodyExt, Empty};
+use hyper::client::conn::http1::{self, SendRequest};
+use hyper_util::rt::TokioIo;
+use tokio::net::TcpStream;
+use tokio::task::JoinSet;
+
+use crate::http::{field, get_json};
+use crate::procs;
+
+pub const READ_PATH: &str =
+    "/api.php?action=query&prop=info&titles=Main_Page&format=json&formatversion=2";
+
+fn now_ns() -> i128 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as i128)
+}
+
+async fn connect<B>(port: u16) -> Result<SendRequest<B>, String>
+where
+    B: Body + Send + 'static,
+    B::Data: Send,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let stream = TcpStream::connect(("127.0.0.1", port))
+        .await
+        .map_err(|e| format!("connect 127.0.0.1:{port}: {e}"))?;
+    let _ = stream.set_nodelay(true);
+    let (sender, connection) = http1::handshake(TokioIo::new(stream))
+        .await
+        .map_err(|e| format!("handshake: {e}"))?;
+    tokio::spawn(async move {
+        let _ = connection.await;
+    });
+    Ok(sender)
+}
+
+fn get_request(port: u16, path: &str, headers: &[(&str, &str)]) -> Request<Empty<Bytes>> {
+    let mut builder = Request::get(path).header("host", format!("127.0.0.1:{port}"));
+    for (name, value) in headers {
+        builder = builder.header(*name, *value);
+    }
+    builder.body(Empty::new()).expect("valid request")
+}
+
+/// Samples VmRSS of `pids` (summed) every 20 ms until stopped; the peak in KiB.
+struct RssSampler {
+    peak: Arc<AtomicU64>,
+    stop: Arc<AtomicBool>,
+}
+
+impl RssSampler {
+    fn start(pids: Vec<u32>) -> Self {
+        let peak = Arc::new(AtomicU64::new(0));
+        let stop = Arc::new(AtomicBool::new(false));
+        let (p, s) = (peak.clone(), stop.clone());
+        tokio::spawn(async move {
+            while !s.load(Relaxed) && !pids.is_empty() {
+                p.fetch_max(procs::rss_kib_of(&pids), Relaxed);
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        });
+        Self { peak, stop }
+    }
+
+    fn finish(self) -> u64 {
+        self.stop.store(true, Relaxed);
+        self.peak.load(Relaxed)
+    }
+}
+
+#[derive(Debug, Default, Clone)]
+pub struct Transfer {
+    /// VmRSS of the sampled process just before the transfer.
+    pub rss_before_kib: u64,
+    pub bytes: u64,
+    pub expected: u64,
+    pub seconds: f64,
+    pub rss_peak_kib: u64,
+}
+
+impl Transfer {
+    pub fn mib_per_s(&self) -> f64 {
+        if self.seconds > 0.0 {
+            self.bytes as f64 / 1048576.0 / self.seconds
+        } else {
+            0.0
+        }
+    }
+}
+
+/// GETs a `size`-byte answer through `port`, counting and dropping it.
+pub async fn download(
+    port: u16,
+    size: u64,
+    headers: &[(&str, &str)],
+    sample: Vec<u32>,
+    within: Duration,
+) -> Result<Transfer, String> {
+    let rss_before_kib = procs::rss_kib_of(&sample);
+    let sampler = RssSampler::start(sample);
+    let started = Instant::now();
+    let work = async {
+        let mut sender = connect::<Empty<Bytes>>(port).await?;
+        let path = format!("{READ_PATH}&bench_big={size}");
+        let response = sender
+            .send_request(get_request(port, &path, headers))
+            .await
+            .map_err(|e| format!("download request: {e}"))?;
+        if response.status() != StatusCode::OK {
+            return Err(format!("download answered HTTP {}", response.status()));
+        }
+        let mut body = response.into_body();
+        let mut bytes = 0u64;
+        while let Some(frame) = body.frame().await {
+            let frame = frame.map_err(|e| format!("download body after {bytes} bytes: {e}"))?;
+            if let Some(data) = frame.data_ref() {
+                bytes += data.len() as u64;
+            }
+        }
+        Ok(bytes)
+    };
+    let outcome = tokio::time::timeout(within, work).await;
+    let seconds = started.elapsed().as_secs_f64();
+    let rss_peak_kib = sampler.finish();
+    let bytes = match outcome {
+        Ok(result) => result?,
+        Err(_) => {
+            return Err(format!(
+                "download of {size} bytes took over {}s",
+                within.as_secs()
+            ));
+        }
+    };
+    Ok(Transfer {
+        rss_before_kib,
+        bytes,
+        expected: size,
+        seconds,
+        rss_peak_kib,
+    })
+}
+
+const BOUNDARY: &str = "mwbench-3c1f9a0b7d2e4f56";
+
+/// A multipart upload body: form fields, a `file` part of `remaining`
+/// generated bytes, the closing boundary. Nothing is held but one chunk.
+struct UploadBody {
+    head: Option<Bytes>,
+    remaining: u64,
+    chunk: Bytes,
+    tail: Option<Bytes>,
+}
+
+impl UploadBody {
+    fn new(size: u64) -> Self {
+        let mut head = String::new();
+        for (name, value) in [
+            ("action", "upload"),
+            ("format", "json"),
+            ("filename", "Bench.bin"),
+            ("ignorewarnings", "1"),
+            ("token", "+\\"),
+        ] {
+            head.push_str(&format!(
+                "--{BOUNDARY}\r\nContent-Disposition: form-data; name=\"{name}\"\r\n\r\n{value}\r\n"
+            ));
+        }
+        head.push_str(&format!(
+            "--{BOUNDARY}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"Bench.bin\"\r\nContent-Type: application/octet-stream\r\n\r\n"
+        ));
+        Self {
+            head: Some(Bytes::from(head)),
+            remaining: size,
+            chunk: Bytes::from(vec![b'z'; 64 * 1024]),
+            tail: Some(Bytes::from(format!("\r\n--{BOUNDARY}--\r\n"))),
+        }
+    }
+
+    fn length(&self) -> u64 {
+        self.head.as_ref().map_or(0, |b| b.len() as u64)
+            + self.remaining
+            + self.tail.as_ref().map_or(0, |b| b.len() as u64)
+    }
+}
+
+impl Body for UploadBody {
+    type Data = Bytes;
+    type Error = std::convert::Infallible;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        _cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
+        let this = self.get_mut();
+        if let Some(head) = this.head.take() {
+            return Poll::Ready(Some(Ok(Frame::data(head))));
+        }
+        if this.remaining > 0 {
+            let n = this.remaining.min(this.chunk.len() as u64);
+            this.remaining -= n;
+            return Poll::Ready(Some(Ok(Frame::data(this.chunk.slice(..n as usize)))));
+        }
+        Poll::Ready(this.tail.take().map(|tail| Ok(Frame::data(tail))))
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.head.is_none() && self.remaining == 0 && self.tail.is_none()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        SizeHint::with_exact(self.length())
+    }
+}
+
+/// POSTs a multipart upload with a `size`-byte file through `port`; the
+/// fake wiki answers with the byte count it received.
+pub async fn upload(
+    port: u16,
+    size: u64,
+    headers: &[(&str, &str)],
+    sample: Vec<u32>,
+    within: Duration,
+) -> Result<Transfer, String> {
+    let body = UploadBody::new(size);
+    let total = body.length();
+    let rss_before_kib = procs::rss_kib_of(&sample);
+    let sampler = RssSampler::start(sample);
+    let started = Instant::now();
+    let work = async {
+        let mut sender = connect::<UploadBody>(port).await?;
+        let mut builder = Request::post("/api.php")
+            .header("host", format!("127.0.0.1:{port}"))
+            .header(
+                "content-type",
+                format!("multipart/form-data; boundary={BOUNDARY}"),
+            )
+            .header("content-length", total.to_string());
+        for (name, value) in headers {
+            builder = builder.header(*name, *value);
+        }
+        let request = builder.body(body).map_err(|e| e.to_string())?;
+        let response = sender
+            .send_request(request)
+            .await
+            .map_err(|e| format!("upload request: {e}"))?;
+        let status = response.status();
+        let answer = response
+            .into_body()
+            .collect()
+            .await
+            .map_err(|e| format!("upload answer: {e}"))?
+            .to_bytes();
+        if status != StatusCode::OK {
+            return Err(format!(
+                "upload answered HTTP {status}: {}",
+                String::from_utf8_lossy(&answer)
+            ));
+        }
+        let json: serde_json::Value = serde_json::from_slice(&answer).map_err(|e| {
+            format!(
+                "upload answer is not JSON ({e}): {}",
+                String::from_utf8_lossy(&answer)
+            )
+        })?;
+        json.pointer("/upload/bytes")
+            .and_then(serde_json::Value::as_u64)
+            .ok_or_else(|| format!("upload answer without a byte count: {json}"))
+    };
+    let outcome = tokio::time::timeout(within, work).await;
+    let seconds = started.elapsed().as_secs_f64();
+    let rss_peak_kib = sampler.finish();
+    let bytes = match outcome {
+        Ok(result) => result?,
+        Err(_) => {
+            return Err(format!(
+                "upload of {size} bytes took over {}s",
+                within.as_secs()
+            ));
+        }
+    };
+    Ok(Transfer {
+        rss_before_kib,
+        bytes,
+        expected: total,
+        seconds,
+        rss_peak_kib,
+    })
+}
+
+/// Opens `count` connections in batches, each as its own hyper client.
+async fn open_connections(port: u16, count: usize) -> (Vec<SendRequest<Empty<Bytes>>>, usize) {
+    let mut senders = Vec::with_capacity(count);
+    let mut failures = 0;
+    let mut left = count;
+    while left > 0 {
+        let batch = left.min(100);
+        left -= batch;
+        let mut set = JoinSet::new();
+        for _ in 0..batch {
+            set.spawn(connect::<Empty<Bytes>>(port));
+        }
+        while let Some(joined) = set.join_next().await {
+            match joined {
+                Ok(Ok(sender)) => senders.push(sender),
+                _ => failures += 1,
+            }
+        }
+    }
+    (senders, failures)
+}
+
+#[derive(Debug, Default, Clone)]
+pub struct IdleConnections {
+    pub opened: usize,
+    pub answered: usize,
+    pub rss_peak_kib: u64,
+    pub rss_held_kib: u64,
+}
+
+/// Opens `count` keep-alive connections, makes one request on each and
+/// keeps them all open for `hold`, sampling the proxy's memory.
+pub async fn idle_connections(
+    port: u16,
+    count: usize,
+    sample: Vec<u32>,
+    hold: Duration,
+    within: Duration,
+) -> IdleConnections {
+    let pid = sample.first().copied();
+    let sampler = RssSampler::start(sample);
+    let work = async {
+        let (senders, _) = open_connections(port, count).await;
+        let opened = senders.len();
+        let mut set = JoinSet::new();
+        for mut sender in senders {
+            set.spawn(async move {
+                let ok = match sender.send_request(get_request(port, READ_PATH, &[])).await {
+                    Ok(response) => {
+                        let ok = response.status() == StatusCode::OK;
+                        ok && response.into_body().collect().await.is_ok()
+                    }
+                    Err(_) => false,
+                };
+                (sender, ok)
+            });
+        }
+        let mut kept = Vec::with_capacity(opened);
+        let mut answered = 0;
+        while let Some(joined) = set.join_next().await {
+            if let Ok((sender, ok)) = joined {
+                answered += usize::from(ok);
+                kept.push(sender);
+            }
+        }
+        tokio::time::sleep(hold).await;
+        let held = pid.and_then(procs::rss_kib).unwrap_or(0);
+        drop(kept);
+        (opened, answered, held)
+    };
+    let (opened, answered, rss_held_kib) = tokio::time::timeout(within, work)
+        .await
+        .unwrap_or((0, 0, 0));
+    IdleConnections {
+        opened,
+        answered,
+        rss_peak_kib: sampler.finish(),
+        rss_held_kib,
+    }
+}
+
+#[derive(Debug, Default, Clone)]
+pub struct Storm {
+    pub requests: usize,
+    pub connected: usize,
+    /// Requests the fake wiki held when the session was killed.
+    pub held: u64,
+    pub ok: usize,
+    pub client_errors: usize,
+    pub logins: u64,
+    pub failed_logins: u64,
+    /// Per-request time from the wiki's login answer to the client's
+    /// complete response, in ms.
+    pub lag_p50_ms: f64,
+    pub lag_max_ms: f64,
+    /// From the kill to the last response, in ms.
+    pub recover_ms: f64,
+    /// From the kill to the wiki's login answer, in ms.
+    pub login_after_ms: f64,
+    /// Requests that completed before the new login (should be none).
+    pub early: usize,
+    pub first_error: Option<String>,
+}
+
+/// The re-login storm: `count` requests in flight through the proxy, held
+/// by the wiki, when the wiki kills the session.
+pub async fn storm(
+    proxy_port: u16,
+    wiki_port: u16,
+    count: usize,
+    within: Duration,
+) -> Result<Storm, String> {
+    let control =
+        |path: &'static str| tokio::task::spawn_blocking(move || get_json(wiki_port, path));
+    let joined = |r: Result<std::io::Result<serde_json::Value>, tokio::task::JoinError>| {
+        r.map_err(|e| e.to_string())?.map_err(|e| e.to_string())
+    };
+    let deadline = Instant::now() + within;
+    let before = joined(control("/control/stats").await)?;
+    joined(control("/control/arm").await)?;
+    let (senders, failures) = open_connections(proxy_port, count).await;
+    let mut result = Storm {
+        requests: count,
+        connected: senders.len(),
+        client_errors: failures,
+        ..Storm::default()
+    };
+    let path = format!("{READ_PATH}&list=recentchanges&bench_hold=1");
+    let mut set = JoinSet::new();
+    for mut sender in senders {
+        let request = get_request(proxy_port, &path, &[]);
+        set.spawn(async move {
+            let outcome = async {
+                let response = sender
+                    .send_request(request)
+                    .await
+                    .map_err(|e| e.to_string())?;
+                let status = response.status();
+                let error = response
+                    .headers()
+                    .get("mediawiki-api-error")
+                    .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned());
+                let body = response
+                    .into_body()
+                    .collect()
+                    .await
+                    .map_err(|e| e.to_string())?;
+                let done = now_ns();
+                match (status, error) {
+                    (StatusCode::OK, None) => Ok(done),
+                    (status, error) => Err(format!(
+                        "HTTP {status}, error {}: {}",
+                        error.unwrap_or_default(),
+                        String::from_utf8_lossy(&body.to_bytes())
+                            .chars()
+                            .take(200)
+                            .collect::<String>()
+                    )),
+                }
+            }
+            .await;
+            drop(sender);
+            outcome
+        });
+    }
+    // Wait until the wiki holds them all (or time runs short).
+    let hold_deadline = Instant::now() + Duration::from_secs(15).min(within / 2);
+    loop {
+        let stats = joined(control("/control/stats").await)?;
+        result.held = field(&stats, "held");
+        if result.held >= result.connected as u64 || Instant::now() > hold_deadline {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let killed = joined(control("/control/kill").await)?;
+    let killed_at = field(&killed, "killed_at_ns") as i128;
+    let mut done = Vec::with_capacity(count);
+    let left = deadline.saturating_duration_since(Instant::now());
+    let collect = async {
+        while let Some(joined) = set.join_next().await {
+            match joined {
+                Ok(Ok(at)) => done.push(at),
+                Ok(Err(err)) => {
+                    result.client_errors += 1;
+                    result.first_error.get_or_insert(err);
+                }
+                Err(err) => {
+                    result.client_errors += 1;
+                    result.first_error.get_or_insert(err.to_string());
+                }
+            }
+        }
+    };
+    if tokio::time::timeout(left, collect).await.is_err() {
+        let unfinished = set.len();
+        set.abort_all();
+        result.client_errors += unfinished;
+        result.first_error.get_or_insert(format!(
+            "{unfinished} requests unanswered at the time bound"
+        ));
+    }
+    let after = joined(control("/control/stats").await)?;
+    result.ok = done.len();
+    result.logins = field(&after, "logins") - field(&before, "logins");
+    result.failed_logins = field(&after, "failed_logins") - field(&before, "failed_logins");
+    let login_at = field(&after, "last_login_ns") as i128;
+    result.login_after_ms = (login_at - killed_at) as f64 / 1e6;
+    let mut lags: Vec<f64> = done
+        .iter()
+        .map(|&at| (at - login_at) as f64 / 1e6)
+        .collect();
+    result.early = lags.iter().filter(|&&lag| lag < 0.0).count();
+    lags.sort_by(f64::total_cmp);
+    if !lags.is_empty() {
+        result.lag_p50_ms = lags[lags.len() / 2];
+        result.lag_max_ms = lags[lags.len() - 1];
+        let last = done.iter().copied().max().unwrap_or(killed_at);
+        result.recover_ms = (last - killed_at) as f64 / 1e6;
+    }
+    Ok(result)
+}
