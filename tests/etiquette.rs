@@ -9,25 +9,8 @@ mod support;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
-use support::in_process::{TestProxy, client, settings};
-use support::mock_wiki::{Fault, MockWiki};
-
-async fn start_pair(extra: &str) -> (MockWiki, TestProxy) {
-    let wiki = MockWiki::builder().start().await;
-    let proxy = TestProxy::start(settings(
-        &wiki.api_url(),
-        wiki.lgname(),
-        wiki.password(),
-        extra,
-    ))
-    .await;
-    proxy.wait_ready().await;
-    (wiki, proxy)
-}
-
-fn userinfo(proxy: &TestProxy) -> String {
-    format!("{}?action=query&meta=userinfo&format=json", proxy.api_url())
-}
+use support::in_process::{TestProxy, client, start_with_mock, userinfo_url};
+use support::mock_wiki::Fault;
 
 async fn csrf_token(proxy: &TestProxy) -> String {
     let url = format!("{}?action=query&meta=tokens&format=json", proxy.api_url());
@@ -66,28 +49,28 @@ async fn edit(proxy: &TestProxy, token: &str) -> reqwest::Response {
 
 #[tokio::test]
 async fn maxlag_is_added_to_requests_that_lack_it_but_never_to_logins() {
-    let (wiki, proxy) = start_pair("").await;
-    client().get(userinfo(&proxy)).send().await.unwrap();
+    let (wiki, proxy) = start_with_mock("").await;
+    client().get(userinfo_url(&proxy)).send().await.unwrap();
     assert_eq!(wiki.requests().pop().unwrap().param("maxlag"), Some("5"));
-    let own = format!("{}&maxlag=1", userinfo(&proxy));
+    let own = format!("{}&maxlag=1", userinfo_url(&proxy));
     client().get(own).send().await.unwrap();
     assert_eq!(wiki.requests().pop().unwrap().param("maxlag"), Some("1"));
     assert_eq!(wiki.forbidden_login_params(), 0);
 
-    let (wiki, proxy) = start_pair("[etiquette]\nmaxlag = 0\n").await;
-    client().get(userinfo(&proxy)).send().await.unwrap();
+    let (wiki, proxy) = start_with_mock("[etiquette]\nmaxlag = 0\n").await;
+    client().get(userinfo_url(&proxy)).send().await.unwrap();
     assert_eq!(wiki.requests().pop().unwrap().param("maxlag"), None);
 }
 
 #[tokio::test]
 async fn a_lagged_wiki_pauses_every_client_then_replays() {
-    let (wiki, proxy) = start_pair("").await;
+    let (wiki, proxy) = start_with_mock("").await;
     wiki.inject_faults([Fault::Maxlag { retry_after: 1 }]);
     let started = Instant::now();
-    let first = tokio::spawn(client().get(userinfo(&proxy)).send());
+    let first = tokio::spawn(client().get(userinfo_url(&proxy)).send());
     // A second client arriving during the pause waits for it too.
     tokio::time::sleep(Duration::from_millis(200)).await;
-    let second = client().get(userinfo(&proxy)).send().await.unwrap();
+    let second = client().get(userinfo_url(&proxy)).send().await.unwrap();
     let second_done = started.elapsed();
     let first = first.await.unwrap().unwrap();
     assert!(second_done >= Duration::from_millis(900), "{second_done:?}");
@@ -106,19 +89,19 @@ async fn a_lagged_wiki_pauses_every_client_then_replays() {
 
 #[tokio::test]
 async fn a_rate_limited_read_is_replayed() {
-    let (wiki, proxy) = start_pair("").await;
+    let (wiki, proxy) = start_with_mock("").await;
     wiki.inject_faults([Fault::Status {
         status: 429,
         retry_after: Some(1),
     }]);
-    let response = client().get(userinfo(&proxy)).send().await.unwrap();
+    let response = client().get(userinfo_url(&proxy)).send().await.unwrap();
     assert_eq!(response.status(), 200);
     assert_eq!(response.headers()["x-mw-auth-proxy-replayed"], "http-429");
 }
 
 #[tokio::test]
 async fn a_write_refused_before_running_is_replayed_once_applied() {
-    let (wiki, proxy) = start_pair("").await;
+    let (wiki, proxy) = start_with_mock("").await;
     let token = csrf_token(&proxy).await;
     wiki.inject_faults([Fault::Readonly]);
     let response = edit(&proxy, &token).await;
@@ -131,7 +114,7 @@ async fn a_write_refused_before_running_is_replayed_once_applied() {
 
 #[tokio::test]
 async fn a_write_that_may_have_run_is_passed_on_with_retry_after() {
-    let (wiki, proxy) = start_pair("").await;
+    let (wiki, proxy) = start_with_mock("").await;
     let token = csrf_token(&proxy).await;
     wiki.inject_faults([Fault::Status {
         status: 503,
@@ -146,9 +129,9 @@ async fn a_write_that_may_have_run_is_passed_on_with_retry_after() {
 
 #[tokio::test]
 async fn replays_after_slow_downs_are_bounded() {
-    let (wiki, proxy) = start_pair("").await;
+    let (wiki, proxy) = start_with_mock("").await;
     wiki.inject_faults([Fault::Maxlag { retry_after: 0 }; 4]);
-    let response = client().get(userinfo(&proxy)).send().await.unwrap();
+    let response = client().get(userinfo_url(&proxy)).send().await.unwrap();
     assert_eq!(response.status(), 200);
     assert_eq!(response.headers()["mediawiki-api-error"], "maxlag");
     assert_eq!(
@@ -160,7 +143,7 @@ async fn replays_after_slow_downs_are_bounded() {
 
 #[tokio::test]
 async fn writes_are_paced() {
-    let (wiki, proxy) = start_pair("[etiquette]\nmin_write_interval_ms = 400\n").await;
+    let (wiki, proxy) = start_with_mock("[etiquette]\nmin_write_interval_ms = 400\n").await;
     let token = csrf_token(&proxy).await;
     let started = Instant::now();
     let edits = (0..3).map(|i| {

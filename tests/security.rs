@@ -9,29 +9,11 @@ mod support;
 use std::time::Duration;
 
 use serde_json::Value;
-use support::in_process::{TestProxy, client, settings};
-use support::mock_wiki::MockWiki;
+use support::in_process::{TestProxy, client, start_with_mock, userinfo_url};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 const TOKEN: &str = "a-bearer-token-long-enough";
-
-async fn start_pair(extra: &str) -> (MockWiki, TestProxy) {
-    let wiki = MockWiki::builder().start().await;
-    let proxy = TestProxy::start(settings(
-        &wiki.api_url(),
-        wiki.lgname(),
-        wiki.password(),
-        extra,
-    ))
-    .await;
-    proxy.wait_ready().await;
-    (wiki, proxy)
-}
-
-fn userinfo(proxy: &TestProxy) -> String {
-    format!("{}?action=query&meta=userinfo&format=json", proxy.api_url())
-}
 
 async fn error_code(response: reqwest::Response) -> (u16, String) {
     let status = response.status().as_u16();
@@ -44,11 +26,11 @@ async fn error_code(response: reqwest::Response) -> (u16, String) {
 
 #[tokio::test]
 async fn bearer_tokens_guard_the_api_and_metrics_but_not_the_probes() {
-    let (wiki, proxy) = start_pair(&format!("[access]\nbearer_tokens = [{TOKEN:?}]\n")).await;
-    let (status, code) = error_code(client().get(userinfo(&proxy)).send().await.unwrap()).await;
+    let (wiki, proxy) = start_with_mock(&format!("[access]\nbearer_tokens = [{TOKEN:?}]\n")).await;
+    let (status, code) = error_code(client().get(userinfo_url(&proxy)).send().await.unwrap()).await;
     assert_eq!((status, code.as_str()), (401, "mw-auth-proxy-unauthorized"));
     let wrong = client()
-        .get(userinfo(&proxy))
+        .get(userinfo_url(&proxy))
         .bearer_auth("a-bearer-token-long-enougH")
         .send()
         .await
@@ -57,7 +39,7 @@ async fn bearer_tokens_guard_the_api_and_metrics_but_not_the_probes() {
     assert!(wrong.headers().contains_key("www-authenticate"));
 
     let right = client()
-        .get(userinfo(&proxy))
+        .get(userinfo_url(&proxy))
         .bearer_auth(TOKEN)
         .send()
         .await
@@ -86,17 +68,17 @@ async fn bearer_tokens_guard_the_api_and_metrics_but_not_the_probes() {
 
 #[tokio::test]
 async fn an_address_outside_the_allowlist_is_refused() {
-    let (_wiki, proxy) = start_pair("[access]\nallow_cidrs = [\"10.0.0.0/8\"]\n").await;
-    let (status, code) = error_code(client().get(userinfo(&proxy)).send().await.unwrap()).await;
+    let (_wiki, proxy) = start_with_mock("[access]\nallow_cidrs = [\"10.0.0.0/8\"]\n").await;
+    let (status, code) = error_code(client().get(userinfo_url(&proxy)).send().await.unwrap()).await;
     assert_eq!((status, code.as_str()), (403, "mw-auth-proxy-forbidden"));
 }
 
 #[tokio::test]
 async fn web_pages_cannot_drive_the_bot() {
-    let (wiki, proxy) = start_pair("").await;
+    let (wiki, proxy) = start_with_mock("").await;
     // DNS rebinding: the page's own name in Host.
     let rebound = client()
-        .get(userinfo(&proxy))
+        .get(userinfo_url(&proxy))
         .header("host", "attacker.example:8080")
         .send()
         .await
@@ -123,8 +105,8 @@ async fn web_pages_cannot_drive_the_bot() {
 
 #[tokio::test]
 async fn read_only_refuses_writes_here_and_promises_the_wiki_no_writes() {
-    let (wiki, proxy) = start_pair("[policy]\nread_only = true\n").await;
-    let response = client().get(userinfo(&proxy)).send().await.unwrap();
+    let (wiki, proxy) = start_with_mock("[policy]\nread_only = true\n").await;
+    let response = client().get(userinfo_url(&proxy)).send().await.unwrap();
     assert_eq!(response.status(), 200);
     let seen = wiki.requests().pop().unwrap();
     assert_eq!(seen.header("promise-non-write-api-action"), Some("true"));
@@ -158,13 +140,13 @@ async fn read_only_refuses_writes_here_and_promises_the_wiki_no_writes() {
 
 #[tokio::test]
 async fn allow_and_deny_lists_apply_to_every_spelling() {
-    let (wiki, proxy) = start_pair(
+    let (wiki, proxy) = start_with_mock(
         "[policy]\nallow_actions = [\"query\", \"parse\"]\ndeny_actions = [\"parse\"]\n",
     )
     .await;
     assert_eq!(
         client()
-            .get(userinfo(&proxy))
+            .get(userinfo_url(&proxy))
             .send()
             .await
             .unwrap()
@@ -194,7 +176,7 @@ async fn allow_and_deny_lists_apply_to_every_spelling() {
 
 #[tokio::test]
 async fn a_declared_body_beyond_the_limit_is_refused() {
-    let (_wiki, proxy) = start_pair("[server]\nmax_body_bytes = 1000\n").await;
+    let (_wiki, proxy) = start_with_mock("[server]\nmax_body_bytes = 1000\n").await;
     let response = client()
         .post(format!("{}?action=mockcount", proxy.api_url()))
         .header("content-type", "application/octet-stream")
@@ -225,7 +207,7 @@ async fn raw(proxy: &TestProxy, request: &str) -> String {
 
 #[tokio::test]
 async fn smuggling_and_malformed_requests_are_refused() {
-    let (wiki, proxy) = start_pair("").await;
+    let (wiki, proxy) = start_with_mock("").await;
     // Both framings, the classic smuggling set-up: the body is framed by
     // Transfer-Encoding and the connection closed after the answer, so the
     // request hidden behind it is never read.
@@ -273,7 +255,7 @@ async fn smuggling_and_malformed_requests_are_refused() {
 
 #[tokio::test]
 async fn too_many_headers_are_refused() {
-    let (_wiki, proxy) = start_pair("[server]\nmax_headers = 20\n").await;
+    let (_wiki, proxy) = start_with_mock("[server]\nmax_headers = 20\n").await;
     let mut request = String::from("GET /api.php?action=query HTTP/1.1\r\nHost: localhost\r\n");
     for i in 0..30 {
         request.push_str(&format!("X-Filler-{i}: {i}\r\n"));
@@ -285,7 +267,7 @@ async fn too_many_headers_are_refused() {
 
 #[tokio::test]
 async fn a_client_too_slow_to_send_its_headers_is_cut_off() {
-    let (_wiki, proxy) = start_pair("[server]\nheader_read_timeout_secs = 1\n").await;
+    let (_wiki, proxy) = start_with_mock("[server]\nheader_read_timeout_secs = 1\n").await;
     let address = proxy.base_url.trim_start_matches("http://");
     let mut stream = TcpStream::connect(address).await.unwrap();
     stream
@@ -303,7 +285,7 @@ async fn a_client_too_slow_to_send_its_headers_is_cut_off() {
 
 #[tokio::test]
 async fn odd_input_gets_a_clear_answer_never_a_crash() {
-    let (wiki, proxy) = start_pair("").await;
+    let (wiki, proxy) = start_with_mock("").await;
     let thousands: String = (0..5000).map(|i| format!("p{i}=v&")).collect();
     let huge_value = format!("action=query&meta=userinfo&x={}", "y".repeat(2_000_000));
     let cases: Vec<(&str, reqwest::RequestBuilder)> = vec![
@@ -354,7 +336,7 @@ async fn odd_input_gets_a_clear_answer_never_a_crash() {
         );
     }
     // The proxy still serves, and no logout slipped through.
-    let response = client().get(userinfo(&proxy)).send().await.unwrap();
+    let response = client().get(userinfo_url(&proxy)).send().await.unwrap();
     assert_eq!(response.status(), 200);
     assert_eq!(wiki.logouts(), 0);
 }
@@ -362,7 +344,7 @@ async fn odd_input_gets_a_clear_answer_never_a_crash() {
 #[tokio::test]
 async fn a_chunked_body_beyond_the_limit_is_cut_off() {
     let (_wiki, proxy) =
-        start_pair("[server]\nmax_body_bytes = 100000\nmax_replay_body_bytes = 1000\n").await;
+        start_with_mock("[server]\nmax_body_bytes = 100000\nmax_replay_body_bytes = 1000\n").await;
     // A stream: no Content-Length, so only counting can stop it.
     let chunks = futures_util::stream::iter(
         (0..50).map(|_| Ok::<_, std::io::Error>(bytes::Bytes::from(vec![b'z'; 10_000]))),

@@ -136,3 +136,22 @@ pub fn client() -> reqwest::Client {
         .build()
         .expect("client")
 }
+
+/// A mock wiki and a ready proxy in front of it, with `extra` TOML lines.
+pub async fn start_with_mock(extra: &str) -> (super::mock_wiki::MockWiki, TestProxy) {
+    let wiki = super::mock_wiki::MockWiki::builder().start().await;
+    let proxy = TestProxy::start(settings(
+        &wiki.api_url(),
+        wiki.lgname(),
+        wiki.password(),
+        extra,
+    ))
+    .await;
+    proxy.wait_ready().await;
+    (wiki, proxy)
+}
+
+/// `meta=userinfo` through the proxy.
+pub fn userinfo_url(proxy: &TestProxy) -> String {
+    format!("{}?action=query&meta=userinfo&format=json", proxy.api_url())
+}
