@@ -16,6 +16,8 @@
 
 #![allow(clippy::unwrap_used)]
 
+mod support;
+
 use std::time::Duration;
 
 use mw_auth_proxy::mediawiki::answers::{
@@ -23,7 +25,6 @@ use mw_auth_proxy::mediawiki::answers::{
     error_codes, login_answer, login_token, session_loss_code, throttle_wait, user_info,
 };
 use proptest::prelude::*;
-use proptest::test_runner::FileFailurePersistence;
 use serde_json::{Value, json};
 
 const REGRESSIONS: &str = concat!(
@@ -32,16 +33,7 @@ const REGRESSIONS: &str = concat!(
 );
 
 fn config(cases: u32) -> ProptestConfig {
-    let default = ProptestConfig::default();
-    ProptestConfig {
-        cases: if std::env::var_os("PROPTEST_CASES").is_some() {
-            default.cases
-        } else {
-            cases
-        },
-        failure_persistence: Some(Box::new(FileFailurePersistence::Direct(REGRESSIONS))),
-        ..default
-    }
+    support::fuzz::config(cases, REGRESSIONS)
 }
 
 // ---------------------------------------------------------------------------

@@ -9,10 +9,11 @@
 //!
 //! Paths in generated files only ever name files in a temporary directory.
 //! Failing inputs are saved under `tests/fuzz-regressions/` and replayed
-//! first on every run. `PROPTEST_CASES` overrides the case counts. Ignored
-//! tests record known bugs.
+//! first on every run. `PROPTEST_CASES` overrides the case counts.
 
 #![allow(clippy::unwrap_used)]
+
+mod support;
 
 use std::collections::{BTreeSet, HashMap};
 use std::path::Path;
@@ -20,7 +21,6 @@ use std::sync::OnceLock;
 
 use mw_auth_proxy::config::{ConfigProblem, Environment, PASSWORD_ENV, Settings};
 use proptest::prelude::*;
-use proptest::test_runner::FileFailurePersistence;
 use toml::{Table, Value};
 
 const REGRESSIONS: &str = concat!(
@@ -29,16 +29,7 @@ const REGRESSIONS: &str = concat!(
 );
 
 fn config(cases: u32) -> ProptestConfig {
-    let default = ProptestConfig::default();
-    ProptestConfig {
-        cases: if std::env::var_os("PROPTEST_CASES").is_some() {
-            default.cases
-        } else {
-            cases
-        },
-        failure_persistence: Some(Box::new(FileFailurePersistence::Direct(REGRESSIONS))),
-        ..default
-    }
+    support::fuzz::config(cases, REGRESSIONS)
 }
 
 #[derive(Debug, Default)]

@@ -12,10 +12,11 @@
 //!   session's prepared header the same content.
 //!
 //! Failing inputs are saved under `tests/fuzz-regressions/` and replayed
-//! first on every run. `PROPTEST_CASES` overrides the case counts. Ignored
-//! tests record known bugs.
+//! first on every run. `PROPTEST_CASES` overrides the case counts.
 
 #![allow(clippy::unwrap_used)]
+
+mod support;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -28,7 +29,6 @@ use mw_auth_proxy::session::login::{Established, LoginError};
 use mw_auth_proxy::session::{Authenticator, SessionManager};
 use mw_auth_proxy::telemetry::Metrics;
 use proptest::prelude::*;
-use proptest::test_runner::FileFailurePersistence;
 use tokio::time::Instant;
 
 const REGRESSIONS: &str = concat!(
@@ -37,16 +37,7 @@ const REGRESSIONS: &str = concat!(
 );
 
 fn config(cases: u32) -> ProptestConfig {
-    let default = ProptestConfig::default();
-    ProptestConfig {
-        cases: if std::env::var_os("PROPTEST_CASES").is_some() {
-            default.cases
-        } else {
-            cases
-        },
-        failure_persistence: Some(Box::new(FileFailurePersistence::Direct(REGRESSIONS))),
-        ..default
-    }
+    support::fuzz::config(cases, REGRESSIONS)
 }
 
 /// `Set-Cookie` values with a `Max-Age` too large to add to an `Instant`:

@@ -23,6 +23,8 @@
 
 #![allow(clippy::unwrap_used)]
 
+mod support;
+
 use std::collections::HashMap;
 use std::future::Future;
 
@@ -38,16 +40,7 @@ const REGRESSIONS: &str = concat!(
 );
 
 fn config(cases: u32) -> ProptestConfig {
-    let default = ProptestConfig::default();
-    ProptestConfig {
-        cases: if std::env::var_os("PROPTEST_CASES").is_some() {
-            default.cases
-        } else {
-            cases
-        },
-        failure_persistence: Some(Box::new(FileFailurePersistence::Direct(REGRESSIONS))),
-        ..default
-    }
+    support::fuzz::config(cases, REGRESSIONS)
 }
 
 thread_local! {

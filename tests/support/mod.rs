@@ -4,6 +4,7 @@
 //! and `pub` here is crate-private by construction.
 #![allow(dead_code, unreachable_pub)]
 
+pub mod fuzz;
 pub mod in_process;
 pub mod mock_wiki;
 pub mod real_wiki;
