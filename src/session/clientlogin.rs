@@ -4,8 +4,6 @@
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use http::header::CONTENT_TYPE;
-
 use super::jar::CookieJar;
 use super::login::{Established, LoginError, WikiLogin};
 use crate::mediawiki::answers::{self, ClientLoginAnswer};
@@ -86,19 +84,7 @@ impl WikiLogin {
         fields: &[(&str, &str)],
     ) -> Result<(ClientLoginAnswer, Option<SystemTime>), LoginError> {
         let step = "clientlogin";
-        let form = form_urlencoded::Serializer::new(String::new())
-            .append_pair("action", "clientlogin")
-            .extend_pairs(fields)
-            .append_pair("format", "json")
-            .append_pair("formatversion", "2")
-            .append_pair("errorformat", "plaintext")
-            .finish();
-        let request = self
-            .http
-            .post(self.api_url.clone())
-            .header(CONTENT_TYPE, "application/x-www-form-urlencoded")
-            .body(form);
-        let (body, wiki_time) = self.send(step, request, jar).await?;
+        let (body, wiki_time) = self.post(step, jar, fields).await?;
         let answer = answers::client_login_answer(&body)
             .map_err(|source| LoginError::Answer { step, source })?;
         Ok((answer, wiki_time))

@@ -224,13 +224,29 @@ impl WikiLogin {
     ) -> Result<(LoginAnswer, Option<SystemTime>), LoginError> {
         let step = "login";
         let credentials = self.credentials();
-        // Credentials only ever travel in a POST body: MediaWiki refuses them
-        // in the query string (`mustpostparams`), and URLs end up in logs.
+        let fields = [
+            ("lgname", credentials.username.as_str()),
+            ("lgpassword", credentials.password.expose()),
+            ("lgtoken", token),
+        ];
+        let (body, wiki_time) = self.post(step, jar, &fields).await?;
+        let answer =
+            answers::login_answer(&body).map_err(|source| LoginError::Answer { step, source })?;
+        Ok((answer, wiki_time))
+    }
+
+    /// POSTs `action=<step>` with `fields` as a form. Credentials only ever
+    /// travel in a POST body: MediaWiki refuses them in the query string
+    /// (`mustpostparams`), and URLs end up in logs.
+    pub(super) async fn post(
+        &self,
+        step: &'static str,
+        jar: &mut CookieJar,
+        fields: &[(&str, &str)],
+    ) -> Result<(Bytes, Option<SystemTime>), LoginError> {
         let form = form_urlencoded::Serializer::new(String::new())
-            .append_pair("action", "login")
-            .append_pair("lgname", &credentials.username)
-            .append_pair("lgpassword", credentials.password.expose())
-            .append_pair("lgtoken", token)
+            .append_pair("action", step)
+            .extend_pairs(fields)
             .append_pair("format", "json")
             .append_pair("formatversion", "2")
             .append_pair("errorformat", "plaintext")
@@ -240,10 +256,7 @@ impl WikiLogin {
             .post(self.api_url.clone())
             .header(CONTENT_TYPE, "application/x-www-form-urlencoded")
             .body(form);
-        let (body, wiki_time) = self.send(step, request, jar).await?;
-        let answer =
-            answers::login_answer(&body).map_err(|source| LoginError::Answer { step, source })?;
-        Ok((answer, wiki_time))
+        self.send(step, request, jar).await
     }
 
     /// Checks that the wiki sees the session as `user`. The same request
