@@ -31,11 +31,12 @@ pub enum Denied {
 #[derive(Debug)]
 pub struct Access {
     settings: AccessSettings,
-    listen: SocketAddr,
+    /// Every address the proxy listens on; a `Host` naming one is fine.
+    listen: Vec<SocketAddr>,
 }
 
 impl Access {
-    pub fn new(settings: AccessSettings, listen: SocketAddr) -> Self {
+    pub fn new(settings: AccessSettings, listen: Vec<SocketAddr>) -> Self {
         Self { settings, listen }
     }
 
@@ -90,12 +91,13 @@ impl Access {
         };
         let host = String::from_utf8_lossy(host.as_bytes()).to_ascii_lowercase();
         let name = host_name(&host);
-        let listen_ip = self.listen.ip();
+        let is_listen_ip =
+            |ip: IpAddr| !ip.is_unspecified() && self.listen.iter().any(|listen| listen.ip() == ip);
         let accepted = name == "localhost"
             || name.ends_with(".localhost")
             || name
                 .parse::<IpAddr>()
-                .is_ok_and(|ip| ip.is_loopback() || (ip == listen_ip && !ip.is_unspecified()))
+                .is_ok_and(|ip| ip.is_loopback() || is_listen_ip(ip))
             || self
                 .settings
                 .allowed_hosts
@@ -172,7 +174,7 @@ mod tests {
 
     #[test]
     fn host_must_name_this_proxy() {
-        let access = Access::new(settings(), "127.0.0.1:8080".parse().unwrap());
+        let access = Access::new(settings(), vec!["127.0.0.1:8080".parse().unwrap()]);
         for good in [
             "localhost:8080",
             "127.0.0.1:8080",
@@ -200,7 +202,7 @@ mod tests {
 
     #[test]
     fn foreign_origins_are_refused() {
-        let access = Access::new(settings(), "127.0.0.1:8080".parse().unwrap());
+        let access = Access::new(settings(), vec!["127.0.0.1:8080".parse().unwrap()]);
         let request = headers(&[("origin", "https://evil.example")]);
         assert!(matches!(
             access.check(LOCAL, &request),
@@ -226,7 +228,7 @@ mod tests {
             "127.0.0.0/8".parse().unwrap(),
             "10.1.0.0/16".parse().unwrap(),
         ];
-        let access = Access::new(settings, "0.0.0.0:8080".parse().unwrap());
+        let access = Access::new(settings, vec!["0.0.0.0:8080".parse().unwrap()]);
         let good = headers(&[("authorization", "Bearer another-token-22222")]);
         assert_eq!(access.check(LOCAL, &good), Ok(()));
         assert_eq!(access.check("10.1.2.3".parse().unwrap(), &good), Ok(()));

@@ -41,6 +41,8 @@ pub enum ProxyError {
         action: String,
         because: &'static str,
     },
+    #[error("`{what}` is not allowed through this proxy ({because})")]
+    PageDenied { what: String, because: &'static str },
     #[error("the request body is larger than {0} bytes (server.max_body_bytes)")]
     RequestTooLarge(u64),
     #[error("access denied: {0}")]
@@ -76,7 +78,7 @@ impl ProxyError {
                 "mw-auth-proxy-request-too-large",
                 StatusCode::PAYLOAD_TOO_LARGE,
             ),
-            ProxyError::ActionDenied { .. } => {
+            ProxyError::ActionDenied { .. } | ProxyError::PageDenied { .. } => {
                 ("mw-auth-proxy-action-denied", StatusCode::FORBIDDEN)
             }
             ProxyError::AccessDenied(Denied::Token) => {

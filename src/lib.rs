@@ -8,7 +8,10 @@
 //! # Layout
 //! - [`config`]: the TOML file, checked into [`config::Settings`].
 //! - [`access`]: who may use the proxy (address, token, Host, Origin).
-//! - [`server`]: accept loop, graceful shutdown, `/healthz` `/readyz` `/metrics`.
+//! - [`server`]: accept loop, graceful shutdown, routing to each wiki,
+//!   `/healthz` `/readyz` `/metrics`.
+//! - [`site`]: one wiki behind the proxy: its session, pipeline, metrics and
+//!   paths (several with `[[wikis]]`).
 //! - [`proxy`]: the forwarding pipeline for one request: guards and policy,
 //!   replayable bodies, upload inspection, token renewal, etiquette.
 //! - [`session`]: the login methods (bot password, clientlogin, OAuth 2),
@@ -29,6 +32,7 @@ pub mod reload;
 pub mod secret;
 pub mod server;
 pub mod session;
+pub mod site;
 pub mod telemetry;
 pub mod upstream;
 
@@ -36,56 +40,14 @@ use std::sync::Arc;
 
 use config::Settings;
 use server::App;
-use session::SessionManager;
-use session::login::WikiLogin;
-use telemetry::Metrics;
+use site::Site;
 
-/// The application state, with its login driver started.
+/// The application state, with each wiki's login driver started.
 pub fn build(settings: &Settings) -> Result<Arc<App>, upstream::ClientError> {
-    let http = upstream::client(&settings.wiki)?;
-    let metrics = Arc::new(Metrics::new());
-    let login = Arc::new(WikiLogin::new(
-        http.clone(),
-        settings.wiki.api_url.clone(),
-        settings.login.clone(),
-    ));
-    let state_file =
-        settings
-            .session
-            .state_file
-            .clone()
-            .map(|path| session::persist::StateFileSettings {
-                path,
-                api_url: settings.wiki.api_url.to_string(),
-                username: settings.login.username.clone(),
-            });
-    let saved = state_file.as_ref().and_then(session::persist::load);
-    let sessions = SessionManager::start_resuming(login.clone(), metrics.clone(), saved);
-    if let Some(state_file) = state_file {
-        tokio::spawn(session::persist::keep_saved(
-            Arc::downgrade(&sessions),
-            state_file,
-        ));
-    }
-    if let Some(interval) = settings.session.keepalive {
-        tokio::spawn(session::keepalive::run(
-            Arc::downgrade(&sessions),
-            http.clone(),
-            settings.wiki.api_url.clone(),
-            interval,
-        ));
-    }
-    let proxy = proxy::Proxy::new(settings, http, sessions.clone(), metrics.clone());
-    Ok(Arc::new(App {
-        proxy,
-        sessions,
-        metrics,
-        api_path: settings.wiki.api_url.path().to_owned(),
-        login,
-        running: reload::Running::new(settings.clone()),
-        access: std::sync::RwLock::new(Arc::new(access::Access::new(
-            settings.access.clone(),
-            settings.server.listen,
-        ))),
-    }))
+    let sites = settings
+        .sites
+        .iter()
+        .map(|site| Site::start(site, &settings.server, settings.named_sites).map(Arc::new))
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(Arc::new(App::new(sites, settings)))
 }

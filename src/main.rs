@@ -155,32 +155,38 @@ fn readiness_url(listen: SocketAddr) -> String {
     format!("http://{}/readyz", SocketAddr::new(host, listen.port()))
 }
 
+/// Logs in to every wiki once; 0 only when every login worked.
 async fn check(settings: Settings) -> ExitCode {
-    let api_url = settings.wiki.api_url.clone();
-    let http = match upstream::client(&settings.wiki) {
-        Ok(http) => http,
-        Err(err) => {
-            eprintln!("mw-auth-proxy: {err}");
-            return ExitCode::FAILURE;
-        }
-    };
-    let login = WikiLogin::new(http, api_url.clone(), settings.login.clone());
-    match login.log_in().await {
-        Ok(established) => {
-            println!(
+    let mut all_logged_in = true;
+    for site in &settings.sites {
+        let api_url = &site.wiki.api_url;
+        let http = match upstream::client(&site.wiki) {
+            Ok(http) => http,
+            Err(err) => {
+                eprintln!("mw-auth-proxy: {err}");
+                return ExitCode::FAILURE;
+            }
+        };
+        let login = WikiLogin::new(http, api_url.clone(), site.login.clone());
+        match login.log_in().await {
+            Ok(established) => println!(
                 "configuration OK: logged in to {api_url} as {} (login name {})",
-                established.user, settings.login.username
-            );
-            ExitCode::SUCCESS
+                established.user, site.login.username
+            ),
+            Err(err) => {
+                all_logged_in = false;
+                eprintln!(
+                    "login to {api_url} as {} failed: {err}\nhint: {}",
+                    site.login.username,
+                    err.hint()
+                );
+            }
         }
-        Err(err) => {
-            eprintln!(
-                "login to {api_url} as {} failed: {err}\nhint: {}",
-                settings.login.username,
-                err.hint()
-            );
-            ExitCode::FAILURE
-        }
+    }
+    if all_logged_in {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
     }
 }
 
@@ -190,15 +196,53 @@ async fn serve(settings: Settings, config_path: PathBuf) -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind(listen)
         .await
         .with_context(|| format!("cannot listen on {listen} (server.listen)"))?;
-    tracing::info!(
-        %listen,
-        wiki = %settings.wiki.api_url,
-        user = %settings.login.username,
-        "serving the wiki's API at http://{listen}/api.php"
-    );
+    // Wikis with an address of their own; bound before any login starts,
+    // so that a taken port stops the proxy at once.
+    let mut own_listeners = Vec::new();
+    for address in settings.listen_addresses().into_iter().skip(1) {
+        let own = tokio::net::TcpListener::bind(address)
+            .await
+            .with_context(|| format!("cannot listen on {address} (wikis.listen)"))?;
+        own_listeners.push((address, own));
+    }
+    for site in &settings.sites {
+        let at = site.listen.unwrap_or(listen);
+        tracing::info!(
+            wiki = %site.wiki.api_url,
+            user = %site.login.username,
+            "serving the wiki's API at http://{at}{}/api.php",
+            site.path_prefix
+        );
+    }
     let app = mw_auth_proxy::build(&settings)?;
     tokio::spawn(reload_on_hangup(app.clone(), config_path));
-    mw_auth_proxy::server::serve(listener, app, shutdown_signal(), &settings.server).await;
+    // One signal stops every listener.
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let stopped_signal = |mut stopped: tokio::sync::watch::Receiver<bool>| async move {
+        let _ = stopped.wait_for(|stop| *stop).await;
+    };
+    let mut servers = tokio::task::JoinSet::new();
+    for (address, own) in own_listeners {
+        let (app, limits, shutdown) = (
+            app.clone(),
+            settings.server.clone(),
+            stopped_signal(stopped.clone()),
+        );
+        servers.spawn(async move {
+            mw_auth_proxy::server::serve_address(own, Some(address), app, shutdown, &limits).await;
+        });
+    }
+    let (main_app, limits, shutdown) = (
+        app.clone(),
+        settings.server.clone(),
+        stopped_signal(stopped.clone()),
+    );
+    servers.spawn(async move {
+        mw_auth_proxy::server::serve(listener, main_app, shutdown, &limits).await;
+    });
+    shutdown_signal().await;
+    let _ = stop.send(true);
+    while servers.join_next().await.is_some() {}
     Ok(())
 }
 

@@ -213,6 +213,64 @@ impl Metrics {
     }
 }
 
+/// The metrics of several wikis as one exposition, each sample labelled
+/// `wiki="<name>"`. Every family is described once, as the format
+/// requires, with every wiki's samples under it; registering each wiki in
+/// a labelled sub-registry would describe each family once per wiki.
+pub fn render_labelled(sites: &[(&str, &Metrics)]) -> String {
+    // Families in the order the first wiki renders them: (name, the
+    // description lines, the samples of every wiki).
+    let mut families: Vec<(String, Vec<String>, Vec<String>)> = Vec::new();
+    for (index, (wiki, metrics)) in sites.iter().enumerate() {
+        let label = format!("wiki=\"{wiki}\"");
+        let mut current = None;
+        for line in metrics.render().lines() {
+            if line == "# EOF" {
+                continue;
+            }
+            if let Some(described) = line.strip_prefix("# ") {
+                // `# HELP name ...`, `# TYPE name ...`, `# UNIT name ...`
+                let name = described.split(' ').nth(1).unwrap_or_default();
+                let position = match families.iter().position(|family| family.0 == name) {
+                    Some(position) => position,
+                    None => {
+                        families.push((name.to_owned(), Vec::new(), Vec::new()));
+                        families.len() - 1
+                    }
+                };
+                if index == 0 {
+                    families[position].1.push(line.to_owned());
+                }
+                current = Some(position);
+            } else if let Some(position) = current {
+                families[position].2.push(with_label(line, &label));
+            }
+        }
+    }
+    let mut text = String::new();
+    for (_, descriptions, samples) in families {
+        for line in descriptions.iter().chain(&samples) {
+            text.push_str(line);
+            text.push('\n');
+        }
+    }
+    text.push_str("# EOF\n");
+    text
+}
+
+/// `name{a="1"} 2` becomes `name{wiki="x",a="1"} 2`; `name 2` becomes
+/// `name{wiki="x"} 2`. Label values here are the proxy's own words, never
+/// holding a brace or a space.
+fn with_label(sample: &str, label: &str) -> String {
+    let name_end = sample.find(['{', ' ']).unwrap_or(sample.len());
+    let (name, rest) = sample.split_at(name_end);
+    match rest.strip_prefix('{') {
+        Some(labels) if labels.starts_with('}') => format!("{name}{{{label}{labels}"),
+        Some(labels) => format!("{name}{{{label},{labels}"),
+        None => format!("{name}{{{label}}}{rest}"),
+    }
+}
+
 /// Logs to stderr, filtered by `RUST_LOG` (default `info`).
 pub fn init_logging(format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
@@ -231,6 +289,7 @@ pub fn init_logging(format: LogFormat) {
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::unwrap_used)]
     use super::*;
 
     #[test]
@@ -257,5 +316,43 @@ mod tests {
         ] {
             assert!(text.contains(expected), "missing {expected} in:\n{text}");
         }
+    }
+
+    #[test]
+    fn several_wikis_share_one_description_per_family() {
+        let (commons, wikidata) = (Metrics::new(), Metrics::new());
+        commons.login_succeeded();
+        wikidata.login_failed("rejected");
+        wikidata.relogins.inc();
+        let text = render_labelled(&[("commons", &commons), ("wikidata", &wikidata)]);
+        for expected in [
+            "mw_auth_proxy_logins_total{wiki=\"commons\",result=\"success\"} 1",
+            "mw_auth_proxy_logins_total{wiki=\"wikidata\",result=\"failure\"} 1",
+            "mw_auth_proxy_relogins_total{wiki=\"commons\"} 0",
+            "mw_auth_proxy_relogins_total{wiki=\"wikidata\"} 1",
+            "mw_auth_proxy_login_failures_total{wiki=\"wikidata\",reason=\"rejected\"} 1",
+            "mw_auth_proxy_request_duration_seconds_bucket{wiki=\"wikidata\",le=\"0.002\"} 0",
+        ] {
+            assert!(text.contains(expected), "missing {expected} in:\n{text}");
+        }
+        let helps: Vec<&str> = text
+            .lines()
+            .filter(|line| line.starts_with("# HELP"))
+            .collect();
+        let mut unique = helps.clone();
+        unique.sort_unstable();
+        unique.dedup();
+        assert_eq!(helps.len(), unique.len(), "{text}");
+        assert_eq!(helps.len(), commons.render().matches("# HELP").count());
+        // Samples sit under their own family's description.
+        let relogins_help = text.find("# HELP mw_auth_proxy_relogins").unwrap();
+        let next_help = text[relogins_help + 1..].find("# HELP").unwrap() + relogins_help + 1;
+        let samples = &text[relogins_help..next_help];
+        assert_eq!(
+            samples.matches("mw_auth_proxy_relogins_total{").count(),
+            2,
+            "{samples}"
+        );
+        assert!(text.ends_with("# EOF\n"));
     }
 }

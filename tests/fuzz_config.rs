@@ -569,7 +569,7 @@ proptest! {
 fn minimal_file_is_valid() {
     let settings = Settings::from_toml(MINIMAL, base_dir(), &env(None)).unwrap();
     assert_eq!(
-        settings.wiki.api_url.as_str(),
+        settings.sites[0].wiki.api_url.as_str(),
         "https://wiki.example.org/w/api.php"
     );
 }

@@ -29,6 +29,12 @@ pub(super) struct RawConfig {
     pub(super) session: super::resilience::RawSession,
     #[serde(default)]
     pub(super) etiquette: super::resilience::RawEtiquette,
+    /// `[[wikis]]`, when the file serves several wikis.
+    #[serde(skip)]
+    pub(super) wikis: Option<Vec<super::sites::RawSite>>,
+    /// The sections the file has, by name.
+    #[serde(skip)]
+    pub(super) present: Vec<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -71,6 +77,7 @@ pub(super) fn parse_raw(text: &str, problems: &mut Vec<ConfigProblem>) -> Option
     let mut raw = RawConfig::default();
     let before = problems.len();
     for (name, value) in table {
+        raw.present.push(name.clone());
         match name.as_str() {
             "server" => section(&name, value, &mut raw.server, problems),
             "wiki" => section(&name, value, &mut raw.wiki, problems),
@@ -80,6 +87,7 @@ pub(super) fn parse_raw(text: &str, problems: &mut Vec<ConfigProblem>) -> Option
             "policy" => section(&name, value, &mut raw.policy, problems),
             "session" => section(&name, value, &mut raw.session, problems),
             "etiquette" => section(&name, value, &mut raw.etiquette, problems),
+            "wikis" => raw.wikis = Some(super::sites::parse_wikis(value, problems)),
             _ => problems.push(unknown_key(name)),
         }
     }
@@ -92,7 +100,7 @@ pub(super) fn parse_raw(text: &str, problems: &mut Vec<ConfigProblem>) -> Option
 
 const UNKNOWN_KEY: &str = "unknown key (see config/mw-auth-proxy.example.toml for every key)";
 
-fn unknown_key(key: String) -> ConfigProblem {
+pub(super) fn unknown_key(key: String) -> ConfigProblem {
     ConfigProblem {
         key,
         message: UNKNOWN_KEY.into(),
@@ -101,7 +109,7 @@ fn unknown_key(key: String) -> ConfigProblem {
 
 /// Reads one `[name]` table into `slot`, recording its unknown keys and a
 /// value of the wrong type as problems of that section.
-fn section<T: serde::de::DeserializeOwned>(
+pub(super) fn section<T: serde::de::DeserializeOwned>(
     name: &str,
     value: toml::Value,
     slot: &mut T,

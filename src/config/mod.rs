@@ -15,6 +15,7 @@ mod check;
 mod login;
 mod resilience;
 mod security;
+mod sites;
 
 /// The environment variable that overrides the password from the file.
 pub const PASSWORD_ENV: &str = "MW_AUTH_PROXY_PASSWORD";
@@ -34,16 +35,48 @@ const DEFAULT_HEADER_READ_TIMEOUT_SECS: u64 = 30;
 #[derive(Debug, Clone)]
 pub struct Settings {
     pub server: ServerSettings,
-    pub wiki: WikiSettings,
-    pub login: LoginSettings,
     pub log: LogSettings,
     pub access: AccessSettings,
-    pub policy: PolicySettings,
-    pub session: SessionSettings,
-    pub etiquette: EtiquetteSettings,
+    /// The wikis served: the one of `[wiki]` and `[login]`, or one per
+    /// `[[wikis]]` table. Never empty.
+    pub sites: Vec<SiteSettings>,
+    /// The file used `[[wikis]]`: logs, metrics and `/readyz` name each
+    /// wiki.
+    pub named_sites: bool,
     /// Things that work but deserve the operator's attention, logged at
     /// start and on reload.
     pub warnings: Vec<String>,
+}
+
+/// One wiki behind the proxy: where clients reach it, and its own
+/// connection, credentials and session.
+#[derive(Debug, Clone)]
+pub struct SiteSettings {
+    /// Names the wiki in logs, metrics and `/readyz`.
+    pub name: String,
+    /// Put before the wiki's paths (`/commons` serves
+    /// `/commons/w/api.php`); empty for the single-wiki form.
+    pub path_prefix: String,
+    /// Served on this address of its own instead of `server.listen`.
+    pub listen: Option<SocketAddr>,
+    pub wiki: WikiSettings,
+    pub login: LoginSettings,
+    pub policy: PolicySettings,
+    pub session: SessionSettings,
+    pub etiquette: EtiquetteSettings,
+}
+
+impl Settings {
+    /// Every address the proxy listens on: `server.listen` first.
+    pub fn listen_addresses(&self) -> Vec<SocketAddr> {
+        let mut addresses = vec![self.server.listen];
+        for listen in self.sites.iter().filter_map(|site| site.listen) {
+            if !addresses.contains(&listen) {
+                addresses.push(listen);
+            }
+        }
+        addresses
+    }
 }
 
 /// Where the password came from.
@@ -262,7 +295,11 @@ impl Settings {
                 source_name: source_name.clone(),
                 problems,
             })?;
-        if settings.login.password_source == PasswordSource::Inline && readable_by_others(path) {
+        let inline_password = settings
+            .sites
+            .iter()
+            .any(|site| site.login.password_source == PasswordSource::Inline);
+        if inline_password && readable_by_others(path) {
             settings.warnings.push(format!(
                 "{source_name} holds the bot password in plain text and other users can read it: \
                  use login.password_file (or chmod 600 {source_name})"
@@ -282,58 +319,126 @@ impl Settings {
             Some(raw) => raw,
             None => return Err(problems),
         };
-        let anonymous_on_wikimedia = raw.wiki.lacks_user_agent_for_wikimedia();
+        let mut warnings = Vec::new();
         let server = check::server(raw.server, &mut problems);
-        let wiki = check::wiki(raw.wiki, base_dir, &mut problems);
-        let login = login::login(raw.login, base_dir, env, &mut problems);
         let log = check::log(raw.log, &mut problems);
-        let listen = server.as_ref().map(|server| server.listen);
-        let access = security::access(raw.access, base_dir, listen, &mut problems);
-        let policy = security::policy(raw.policy, &mut problems);
-        let session = resilience::session(raw.session, base_dir, &mut problems);
-        let etiquette = resilience::etiquette(raw.etiquette, &mut problems);
-        let (
-            Some(server),
-            Some(wiki),
-            Some(login),
-            Some(log),
-            Some(access),
-            Some(policy),
-            Some(session),
-            Some(etiquette),
-        ) = (server, wiki, login, log, access, policy, session, etiquette)
+        let shared = sites::SharedSections {
+            policy: raw.policy,
+            session: raw.session,
+            etiquette: raw.etiquette,
+        };
+        let named_sites = raw.wikis.is_some();
+        let sites = match raw.wikis {
+            None => sites::single(
+                raw.wiki,
+                raw.login,
+                shared,
+                base_dir,
+                env,
+                &mut problems,
+                &mut warnings,
+            )
+            .map(|site| vec![site]),
+            Some(raw_sites) => {
+                for single_only in ["wiki", "login"] {
+                    if raw.present.iter().any(|name| name == single_only) {
+                        check::problem(
+                            &mut problems,
+                            single_only,
+                            format!(
+                                "with [[wikis]], each wiki has its own [wikis.{single_only}]; \
+                                 move this section into the wiki it is for"
+                            ),
+                        );
+                    }
+                }
+                // The shared sections on their own, so that their problems
+                // are named once, not once per wiki.
+                let _ = security::policy(shared.policy.clone(), &mut problems);
+                let _ = resilience::session(shared.session.clone(), base_dir, &mut problems);
+                let _ = resilience::etiquette(shared.etiquette.clone(), &mut problems);
+                sites::several(
+                    raw_sites,
+                    &shared,
+                    base_dir,
+                    env,
+                    &mut problems,
+                    &mut warnings,
+                )
+            }
+        };
+        let mut listen: Vec<(String, SocketAddr)> = Vec::new();
+        if let Some(server) = &server {
+            listen.push(("server.listen".to_owned(), server.listen));
+        }
+        for (index, site) in sites.iter().flatten().enumerate() {
+            if let Some(addr) = site.listen {
+                listen.push((format!("wikis[{index}].listen"), addr));
+            }
+        }
+        let access = security::access(raw.access, base_dir, &listen, &mut problems);
+        let (Some(server), Some(log), Some(mut sites), Some(access)) = (server, log, sites, access)
         else {
             return Err(problems);
         };
         if !problems.is_empty() {
             return Err(problems);
         }
-        let mut warnings = Vec::new();
-        if anonymous_on_wikimedia {
-            warnings.push(
-                "Wikimedia's User-Agent policy asks bots to identify themselves: set \
-                 wiki.user_agent to something like \"MyBot/1.0 (https://example.org/bot; me@example.org)\""
-                    .to_owned(),
-            );
+        // A wiki given the main address is simply served there.
+        for site in &mut sites {
+            site.listen = site.listen.filter(|listen| *listen != server.listen);
         }
-        if access.allow_unauthenticated_remote && !server.listen.ip().is_loopback() {
+        if access.allow_unauthenticated_remote
+            && let Some((_, remote)) = listen.iter().find(|(_, addr)| !addr.ip().is_loopback())
+        {
             warnings.push(format!(
-                "listening on {} without inbound authentication (access.allow_unauthenticated_remote): \
-                 whoever reaches this port acts as the bot",
-                server.listen
+                "listening on {remote} without inbound authentication (access.allow_unauthenticated_remote): \
+                 whoever reaches this port acts as the bot"
             ));
         }
         Ok(Settings {
             server,
-            wiki,
-            login,
             log,
             access,
-            policy,
-            session,
-            etiquette,
+            sites,
+            named_sites,
             warnings,
         })
+    }
+}
+
+impl SiteSettings {
+    /// The directory of the wiki's scripts as the wiki has it: `/w` for
+    /// `/w/api.php`, empty for `/api.php`.
+    pub fn script_dir(&self) -> &str {
+        let path = self.wiki.api_url.path();
+        path.rsplit_once('/').map_or("", |(dir, _)| dir)
+    }
+
+    /// Whether `index.php` and `rest.php` are forwarded too: only a main
+    /// account's session works there (a bot password's does not).
+    pub fn serves_pages(&self) -> bool {
+        self.login.method == LoginMethod::ClientLogin
+    }
+
+    /// The paths clients reach this wiki at: its `api.php` at
+    /// `{prefix}/api.php` and at `{prefix}` + the wiki's own path, and
+    /// likewise `index.php` and `rest.php` when [`Self::serves_pages`].
+    pub fn entry_paths(&self) -> Vec<String> {
+        let prefix = &self.path_prefix;
+        let dir = self.script_dir();
+        let mut paths = vec![
+            format!("{prefix}/api.php"),
+            format!("{prefix}{}", self.wiki.api_url.path()),
+        ];
+        if self.serves_pages() {
+            for script in ["index.php", "rest.php"] {
+                paths.push(format!("{prefix}/{script}"));
+                paths.push(format!("{prefix}{dir}/{script}"));
+            }
+        }
+        paths.dedup();
+        paths
     }
 }
 

@@ -15,18 +15,40 @@ const DEFAULT_KEEPALIVE_SECS: u64 = 900;
 /// API:Etiquette's recommendation for bots.
 const DEFAULT_MAXLAG: u64 = 5;
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Clone, Deserialize)]
 pub(super) struct RawSession {
     keepalive_secs: Option<u64>,
     state_file: Option<PathBuf>,
     heal_stale_csrf: Option<bool>,
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Clone, Deserialize)]
 pub(super) struct RawEtiquette {
     maxlag: Option<u64>,
     max_concurrent_upstream: Option<usize>,
     min_write_interval_ms: Option<u64>,
+}
+
+impl RawSession {
+    /// These keys, with those `own` sets taking precedence.
+    pub(super) fn overlaid_by(self, own: Self) -> Self {
+        Self {
+            keepalive_secs: own.keepalive_secs.or(self.keepalive_secs),
+            state_file: own.state_file.or(self.state_file),
+            heal_stale_csrf: own.heal_stale_csrf.or(self.heal_stale_csrf),
+        }
+    }
+}
+
+impl RawEtiquette {
+    /// These keys, with those `own` sets taking precedence.
+    pub(super) fn overlaid_by(self, own: Self) -> Self {
+        Self {
+            maxlag: own.maxlag.or(self.maxlag),
+            max_concurrent_upstream: own.max_concurrent_upstream.or(self.max_concurrent_upstream),
+            min_write_interval_ms: own.min_write_interval_ms.or(self.min_write_interval_ms),
+        }
+    }
 }
 
 pub(super) fn session(

@@ -23,11 +23,22 @@ pub(super) struct RawAccess {
     public_metrics: Option<bool>,
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Clone, Deserialize)]
 pub(super) struct RawPolicy {
     read_only: Option<bool>,
     allow_actions: Option<Vec<String>>,
     deny_actions: Option<Vec<String>>,
+}
+
+impl RawPolicy {
+    /// These keys, with those `own` sets taking precedence.
+    pub(super) fn overlaid_by(self, own: Self) -> Self {
+        Self {
+            read_only: own.read_only.or(self.read_only),
+            allow_actions: own.allow_actions.or(self.allow_actions),
+            deny_actions: own.deny_actions.or(self.deny_actions),
+        }
+    }
 }
 
 /// Bearer tokens shorter than this are too easy to guess.
@@ -36,7 +47,7 @@ const MIN_TOKEN_LENGTH: usize = 16;
 pub(super) fn access(
     raw: RawAccess,
     base_dir: &Path,
-    listen: Option<SocketAddr>,
+    listen: &[(String, SocketAddr)],
     problems: &mut Vec<ConfigProblem>,
 ) -> Option<AccessSettings> {
     let mut tokens: Vec<Secret> = raw
@@ -77,11 +88,15 @@ pub(super) fn access(
         }
     }
     let allow_unauthenticated_remote = raw.allow_unauthenticated_remote.unwrap_or(false);
-    let remote = listen.is_some_and(|listen| !listen.ip().is_loopback());
-    if remote && tokens.is_empty() && allow_cidrs.is_empty() && !allow_unauthenticated_remote {
+    let remote = listen.iter().find(|(_, addr)| !addr.ip().is_loopback());
+    if let Some((key, _)) = remote
+        && tokens.is_empty()
+        && allow_cidrs.is_empty()
+        && !allow_unauthenticated_remote
+    {
         problem(
             problems,
-            "server.listen",
+            key,
             "listening beyond loopback lets anyone who reaches the port act as the bot: \
              set access.bearer_tokens(_file) or access.allow_cidrs, \
              or access.allow_unauthenticated_remote = true if something else guards the port",

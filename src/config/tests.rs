@@ -35,10 +35,15 @@ fn minimal_file_gets_defaults() {
     let settings = parse(MINIMAL).unwrap();
     assert_eq!(settings.server.listen.to_string(), "127.0.0.1:8080");
     assert_eq!(settings.server.max_replay_body_bytes, 8 * 1024 * 1024);
-    assert_eq!(settings.wiki.api_url.path(), "/w/api.php");
-    assert!(settings.wiki.user_agent.starts_with("mw-auth-proxy/"));
-    assert_eq!(settings.login.password.expose(), "pw-from-file");
-    assert_eq!(settings.login.account(), "Example");
+    assert_eq!(settings.sites[0].wiki.api_url.path(), "/w/api.php");
+    assert!(
+        settings.sites[0]
+            .wiki
+            .user_agent
+            .starts_with("mw-auth-proxy/")
+    );
+    assert_eq!(settings.sites[0].login.password.expose(), "pw-from-file");
+    assert_eq!(settings.sites[0].login.account(), "Example");
 }
 
 #[test]
@@ -103,7 +108,10 @@ fn password_file_is_one_line_relative_to_the_config() {
     fs::write(dir.path().join("pw"), "from-file-secret\n").unwrap();
     let text = MINIMAL.replace("password = \"pw-from-file\"", "password_file = \"pw\"");
     let settings = Settings::from_toml(&text, dir.path(), &FakeEnv::default()).unwrap();
-    assert_eq!(settings.login.password.expose(), "from-file-secret");
+    assert_eq!(
+        settings.sites[0].login.password.expose(),
+        "from-file-secret"
+    );
 }
 
 #[test]
@@ -111,10 +119,10 @@ fn environment_overrides_the_password() {
     let mut env = FakeEnv::default();
     env.0.insert(PASSWORD_ENV.into(), "from-env".into());
     let settings = Settings::from_toml(MINIMAL, Path::new("."), &env).unwrap();
-    assert_eq!(settings.login.password.expose(), "from-env");
+    assert_eq!(settings.sites[0].login.password.expose(), "from-env");
     let no_password = MINIMAL.replace("password = \"pw-from-file\"", "");
     let settings = Settings::from_toml(&no_password, Path::new("."), &env).unwrap();
-    assert_eq!(settings.login.password.expose(), "from-env");
+    assert_eq!(settings.sites[0].login.password.expose(), "from-env");
 }
 
 #[test]
@@ -137,7 +145,7 @@ fn shipped_example_config_is_valid() {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("config");
     let text = fs::read_to_string(dir.join("mw-auth-proxy.example.toml")).unwrap();
     let settings = Settings::from_toml(&text, &dir, &FakeEnv::default()).unwrap();
-    assert_eq!(settings.login.username, "Example@mybot");
+    assert_eq!(settings.sites[0].login.username, "Example@mybot");
     // The commented-out alternative must be valid too.
     let secret = tempfile::NamedTempFile::new().unwrap();
     fs::write(secret.path(), "from-file\n").unwrap();
@@ -146,7 +154,7 @@ fn shipped_example_config_is_valid() {
         &format!("password_file = {:?}", secret.path()),
     );
     let settings = Settings::from_toml(&text, &dir, &FakeEnv::default()).unwrap();
-    assert_eq!(settings.login.password.expose(), "from-file");
+    assert_eq!(settings.sites[0].login.password.expose(), "from-file");
 }
 
 #[test]
@@ -185,7 +193,7 @@ fn a_plaintext_password_readable_by_others_is_warned_about() {
     let settings = Settings::load(&path, &env).unwrap();
     assert!(settings.warnings.is_empty());
     assert_eq!(
-        settings.login.password_source,
+        settings.sites[0].login.password_source,
         PasswordSource::File(dir.path().join("pw"))
     );
 }
@@ -262,8 +270,8 @@ fn policy_lists_hold_module_names() {
         "{MINIMAL}\n[policy]\nread_only = true\nallow_actions = [\"query\"]\ndeny_actions = [\"edit\"]\n"
     );
     let settings = parse(&text).unwrap();
-    assert!(settings.policy.read_only);
-    assert_eq!(settings.policy.allow_actions, ["query"]);
+    assert!(settings.sites[0].policy.read_only);
+    assert_eq!(settings.sites[0].policy.allow_actions, ["query"]);
     let bad = format!("{MINIMAL}\n[policy]\ndeny_actions = [\"\"]\n");
     assert_eq!(keys(&parse(&bad).unwrap_err()), ["policy.deny_actions"]);
 }
@@ -285,14 +293,17 @@ fn wikimedia_wikis_want_a_user_agent() {
 #[test]
 fn session_and_etiquette_defaults() {
     let settings = parse(MINIMAL).unwrap();
-    assert_eq!(settings.session.keepalive, Some(Duration::from_secs(900)));
-    assert!(settings.session.heal_stale_csrf);
-    assert_eq!(settings.etiquette.maxlag, Some(5));
-    assert_eq!(settings.etiquette.max_concurrent_upstream, None);
+    assert_eq!(
+        settings.sites[0].session.keepalive,
+        Some(Duration::from_secs(900))
+    );
+    assert!(settings.sites[0].session.heal_stale_csrf);
+    assert_eq!(settings.sites[0].etiquette.maxlag, Some(5));
+    assert_eq!(settings.sites[0].etiquette.max_concurrent_upstream, None);
     let off = format!("{MINIMAL}\n[session]\nkeepalive_secs = 0\n[etiquette]\nmaxlag = 0\n");
     let settings = parse(&off).unwrap();
-    assert_eq!(settings.session.keepalive, None);
-    assert_eq!(settings.etiquette.maxlag, None);
+    assert_eq!(settings.sites[0].session.keepalive, None);
+    assert_eq!(settings.sites[0].etiquette.maxlag, None);
     let missing_dir =
         format!("{MINIMAL}\n[session]\nstate_file = \"/nonexistent/dir/session.json\"\n");
     assert_eq!(
@@ -308,8 +319,8 @@ fn login_methods_take_their_own_keys() {
         "[login]\nmethod = \"clientlogin\"\ntotp_secret = \"JBSWY3DPEHPK3PXP\"",
     );
     let settings = parse(&client).unwrap();
-    assert_eq!(settings.login.method, LoginMethod::ClientLogin);
-    assert!(settings.login.totp_secret.is_some());
+    assert_eq!(settings.sites[0].login.method, LoginMethod::ClientLogin);
+    assert!(settings.sites[0].login.totp_secret.is_some());
     let bad_totp = client.replace("JBSWY3DPEHPK3PXP", "not base32!");
     assert_eq!(keys(&parse(&bad_totp).unwrap_err()), ["login.totp_secret"]);
     let bot_name = client.replace("\"Example\"", "\"Example@mybot\"");
@@ -324,8 +335,8 @@ fn login_methods_take_their_own_keys() {
     let oauth = "[wiki]\napi_url = \"https://wiki.example.org/w/api.php\"\n\
                  [login]\nmethod = \"oauth2\"\naccess_token = \"abc\"\n";
     let settings = parse(oauth).unwrap();
-    assert_eq!(settings.login.method, LoginMethod::OAuth2);
-    assert_eq!(settings.login.password.expose(), "abc");
+    assert_eq!(settings.sites[0].login.method, LoginMethod::OAuth2);
+    assert_eq!(settings.sites[0].login.password.expose(), "abc");
     let with_password = format!("{oauth}password = \"x\"\n");
     assert_eq!(
         keys(&parse(&with_password).unwrap_err()),

@@ -3,3 +3,4 @@
 
 pub mod answers;
 pub mod params;
+pub mod titles;

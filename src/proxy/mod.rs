@@ -9,6 +9,7 @@ mod etiquette;
 mod guard;
 mod headers;
 mod inspect;
+mod pages;
 mod policy;
 mod renew;
 mod token;
@@ -26,7 +27,7 @@ use hyper::body::Incoming;
 use tokio::time::Instant;
 use url::Url;
 
-use crate::config::{PolicySettings, Settings};
+use crate::config::{PolicySettings, ServerSettings, SiteSettings};
 use crate::error::{ProxyError, ResponseBody, json_response};
 use crate::mediawiki::answers::{self, API_ERROR_HEADER};
 use crate::mediawiki::params::{BodyKind, Params};
@@ -69,6 +70,12 @@ pub struct Proxy {
     max_body_bytes: u64,
     heal_stale_tokens: bool,
     etiquette: etiquette::Etiquette,
+    /// Where clients reach this wiki, for redirects to come back through
+    /// the proxy.
+    path_prefix: String,
+    /// The wiki's names of the pages `index.php` must not reach, read at
+    /// the first page request.
+    special_pages: tokio::sync::OnceCell<crate::mediawiki::titles::SpecialPages>,
 }
 
 /// What the proxy adds to one client request, decided once.
@@ -88,23 +95,26 @@ struct Outcome {
 
 impl Proxy {
     pub fn new(
-        settings: &Settings,
+        site: &SiteSettings,
+        server: &ServerSettings,
         http: reqwest::Client,
         sessions: Arc<SessionManager>,
         metrics: Arc<Metrics>,
     ) -> Self {
         Self {
             http,
-            api_url: settings.wiki.api_url.clone(),
+            api_url: site.wiki.api_url.clone(),
             sessions,
             metrics,
-            max_replay_body_bytes: settings.server.max_replay_body_bytes,
-            timeout: settings.wiki.timeout,
-            user_agent: settings.wiki.user_agent.clone(),
-            policy: settings.policy.clone(),
-            max_body_bytes: settings.server.max_body_bytes,
-            heal_stale_tokens: settings.session.heal_stale_csrf,
-            etiquette: etiquette::Etiquette::new(&settings.etiquette),
+            max_replay_body_bytes: server.max_replay_body_bytes,
+            timeout: site.wiki.timeout,
+            user_agent: site.wiki.user_agent.clone(),
+            policy: site.policy.clone(),
+            max_body_bytes: server.max_body_bytes,
+            heal_stale_tokens: site.session.heal_stale_csrf,
+            etiquette: etiquette::Etiquette::new(&site.etiquette),
+            path_prefix: site.path_prefix.clone(),
+            special_pages: tokio::sync::OnceCell::new(),
         }
     }
 
@@ -117,6 +127,19 @@ impl Proxy {
             Ok(outcome) => (outcome.response, outcome.action, outcome.replayed),
             Err((err, action)) => (err.into_response(), action, false),
         };
+        self.record(started, &method, &action, &response, replayed);
+        response
+    }
+
+    /// Counts and logs one answered request.
+    fn record(
+        &self,
+        started: Instant,
+        method: &Method,
+        action: &str,
+        response: &Response<ResponseBody>,
+        replayed: bool,
+    ) {
         let elapsed = started.elapsed();
         let status = response.status().as_u16();
         self.metrics
@@ -132,7 +155,6 @@ impl Proxy {
             duration_ms = elapsed.as_millis() as u64,
             replayed,
         );
-        response
     }
 
     async fn forward(&self, request: Request<Incoming>) -> Result<Outcome, (ProxyError, String)> {
@@ -361,12 +383,32 @@ impl Proxy {
         if let Some(length) = length.filter(|length| *length > 0 || parts.method != Method::GET) {
             headers.insert(CONTENT_LENGTH, HeaderValue::from(length));
         }
-        let turn = self.etiquette.take_turn(plan.is_write).await;
+        self.send_upstream(
+            parts.method.clone(),
+            url,
+            headers,
+            upstream_body,
+            plan.is_write,
+        )
+        .await
+    }
+
+    /// Sends one request to the wiki, in turn with the etiquette's limits,
+    /// and times it.
+    async fn send_upstream(
+        &self,
+        method: Method,
+        url: Url,
+        headers: http::HeaderMap,
+        body: reqwest::Body,
+        is_write: bool,
+    ) -> Result<reqwest::Response, ProxyError> {
+        let turn = self.etiquette.take_turn(is_write).await;
         let request = self
             .http
-            .request(parts.method.clone(), url)
+            .request(method, url)
             .headers(headers)
-            .body(upstream_body)
+            .body(body)
             .send();
         let sent = Instant::now();
         let answer = tokio::time::timeout(self.timeout, request).await;

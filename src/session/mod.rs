@@ -199,7 +199,8 @@ impl SessionManager {
             wake,
             saved,
         };
-        tokio::spawn(driver.run());
+        // Logged under the caller's span: the wiki's name, with several.
+        tokio::spawn(tracing::Instrument::in_current_span(driver.run()));
         manager
     }
 

@@ -21,11 +21,15 @@ impl Environment for NoEnvironment {
 
 /// Settings for a proxy in front of `api_url`, plus extra TOML lines.
 pub fn settings(api_url: &str, username: &str, password: &str, extra: &str) -> Settings {
-    let text = format!(
+    settings_from(&format!(
         "[wiki]\napi_url = {api_url:?}\ntimeout_secs = 5\n\
          [login]\nusername = {username:?}\npassword = {password:?}\n{extra}"
-    );
-    Settings::from_toml(&text, std::path::Path::new("."), &NoEnvironment)
+    ))
+}
+
+/// Settings from a whole configuration file's text.
+pub fn settings_from(text: &str) -> Settings {
+    Settings::from_toml(text, std::path::Path::new("."), &NoEnvironment)
         .unwrap_or_else(|problems| panic!("test settings rejected: {problems:?}"))
 }
 
