@@ -14,7 +14,7 @@ const LOGINS_FAILED: &str = "mw_auth_proxy_logins_total{result=\"failure\"}";
 /// RFC 4648 base32 of "12345678901234567890" (RFC 6238's test key).
 const TOTP_SECRET: &str = "GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ";
 
-/// A clientlogin config for the admin, with `extra` lines in `[login]`.
+/// A clientlogin config for the admin, with `extra` lines after `[login]`.
 async fn clientlogin_proxy(wiki: &RealWiki, dir: &std::path::Path, extra: &str) -> ProxyProcess {
     let password_file = dir.join("admin-password");
     std::fs::write(&password_file, wiki.admin_password()).unwrap();
@@ -112,4 +112,156 @@ async fn a_wrong_two_factor_secret_means_not_ready_without_hammering() {
     tokio::time::sleep(Duration::from_secs(4)).await;
     let failures = proxy.metric(LOGINS_FAILED).await;
     assert!(failures <= 4.0, "{failures} failed logins in about 5 s");
+}
+
+/// An urlencoded form body.
+fn form(request: reqwest::RequestBuilder, fields: &[(&str, &str)]) -> reqwest::RequestBuilder {
+    let body = form_urlencoded::Serializer::new(String::new())
+        .extend_pairs(fields)
+        .finish();
+    request
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(body)
+}
+
+/// `"wgUserName":"Admin"` in a page: who MediaWiki thinks is reading.
+fn page_user(html: &str) -> Option<String> {
+    let start = html.find("\"wgUserName\":")? + "\"wgUserName\":".len();
+    let value = &html[start..];
+    let end = value.find([',', '}'])?;
+    serde_json::from_str::<Option<String>>(&value[..end]).ok()?
+}
+
+#[tokio::test]
+async fn clientlogin_sessions_reach_index_php_and_rest_php() {
+    let wiki = RealWiki::start(WikiOptions::default());
+    let dir = tempfile::tempdir().unwrap();
+    let proxy = clientlogin_proxy(&wiki, dir.path(), "").await;
+    let http = support::real_wiki::http_client();
+    let base = proxy.base_url();
+    let get = async |url: String| {
+        let response = http.get(&url).send().await.unwrap();
+        assert!(
+            response.headers().get("set-cookie").is_none(),
+            "a cookie reached the client from {url}"
+        );
+        response
+    };
+    let wiki_root = wiki.api_url().trim_end_matches("/api.php").to_owned();
+
+    // index.php reads as the main account; straight from the wiki, nobody.
+    let page = get(format!("{base}/index.php?title=Main_Page")).await;
+    assert_eq!(page_user(&page.text().await.unwrap()), Some("Admin".into()));
+    let direct = get(format!("{wiki_root}/index.php?title=Main_Page")).await;
+    assert_eq!(page_user(&direct.text().await.unwrap()), None);
+
+    // A session the wiki dropped: it deletes the cookie, and the read is
+    // asked again in a new session.
+    assert!(wiki.kill_sessions() > 0);
+    let page = get(format!("{base}/index.php/Main_Page")).await;
+    assert_eq!(
+        page.headers()["x-mw-auth-proxy-replayed"],
+        "session-ended",
+        "{:?}",
+        page.headers()
+    );
+    assert_eq!(page_user(&page.text().await.unwrap()), Some("Admin".into()));
+    assert_eq!(proxy.metric(LOGINS_OK).await, 2.0);
+
+    // rest.php writes with the session and an API token.
+    let token = ApiClient::through_proxy(&proxy.api_url())
+        .token("csrf")
+        .await;
+    let created = http
+        .post(format!("{base}/rest.php/v1/page"))
+        .json(&serde_json::json!({
+            "title": "Through rest.php",
+            "source": "written through rest.php",
+            "comment": "rest.php through the proxy",
+            "token": token,
+        }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(created.status(), 201, "{}", created.text().await.unwrap());
+    let history: serde_json::Value = get(format!(
+        "{wiki_root}/rest.php/v1/page/Through_rest.php/history"
+    ))
+    .await
+    .json()
+    .await
+    .unwrap();
+    assert_eq!(
+        history["revisions"][0]["user"]["name"], "Admin",
+        "{history}"
+    );
+
+    // The pages that would end or replace the session are refused, however
+    // they are named.
+    let refused = [
+        http.get(format!("{base}/index.php?title=Special:UserLogout")),
+        http.get(format!("{base}/index.php/special:userlogout")),
+        http.get(format!("{base}/index.php/Special%3AUserLogout")),
+        http.get(format!("{base}/index.php?title=Special:ChangePassword")),
+        form(
+            http.post(format!("{base}/index.php")),
+            &[("title", "Special:UserLogout"), ("wpEditToken", "x")],
+        ),
+    ];
+    for request in refused {
+        let response = request.send().await.unwrap();
+        assert_eq!(response.status(), 403);
+        assert_eq!(
+            response.headers()["mediawiki-api-error"],
+            "mw-auth-proxy-login-managed"
+        );
+    }
+    let page = get(format!("{base}/index.php?title=Main_Page")).await;
+    assert_eq!(page_user(&page.text().await.unwrap()), Some("Admin".into()));
+    assert_eq!(proxy.metric(LOGINS_OK).await, 2.0);
+
+    // A redirect to the wiki's scripts comes back through the proxy.
+    let random = get(format!("{base}/index.php?title=Special:Random")).await;
+    assert_eq!(random.status(), 302);
+    let location = random.headers()["location"].to_str().unwrap();
+    assert!(location.starts_with("/index.php"), "{location}");
+}
+
+#[tokio::test]
+async fn pages_follow_the_operator_policy() {
+    let wiki = RealWiki::start(WikiOptions::default());
+    let dir = tempfile::tempdir().unwrap();
+    let proxy = clientlogin_proxy(&wiki, dir.path(), "[policy]\nread_only = true").await;
+    let http = support::real_wiki::http_client();
+    let base = proxy.base_url();
+    let read = http
+        .get(format!("{base}/rest.php/v1/page/Main_Page"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(read.status(), 200);
+    for request in [
+        http.post(format!("{base}/rest.php/v1/page"))
+            .json(&serde_json::json!({"title": "X", "source": "x", "comment": "", "token": "+\\"})),
+        http.get(format!("{base}/index.php?title=Main_Page&action=edit")),
+        form(
+            http.post(format!("{base}/index.php?title=Main_Page&action=submit")),
+            &[("wpTextbox1", "x")],
+        ),
+    ] {
+        let response = request.send().await.unwrap();
+        assert_eq!(response.status(), 403);
+        assert_eq!(
+            response.headers()["mediawiki-api-error"],
+            "mw-auth-proxy-action-denied"
+        );
+    }
+    let absent = ApiClient::direct(wiki.api_url())
+        .get(&[("action", "query"), ("titles", "X"), ("formatversion", "2")])
+        .await;
+    assert_eq!(
+        absent.json["query"]["pages"][0]["missing"], true,
+        "{}",
+        absent.body
+    );
 }

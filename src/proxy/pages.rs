@@ -4,9 +4,9 @@
 //! never reach the wiki, the wiki's cookies never reach the client, nothing
 //! may end or replace the session (the logout, login and credential
 //! special pages are refused by their names on this wiki), and the
-//! operator's policy applies. These answers do not say whether the session
-//! held, so they are not replayed: a lost session is found by the API side
-//! (the keepalive) or by the wiki deleting its cookie.
+//! operator's policy applies. A page answer carries no error code; the wiki
+//! shows a lost session by deleting its cookie, and then a read is replayed
+//! in a new session (a write is not: it may have run as anonymous).
 
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
@@ -18,11 +18,14 @@ use tokio::time::Instant;
 use url::Url;
 
 use super::body::{BodyLimit, RequestBody};
-use super::{InFlight, Proxy, client_response, headers};
+use super::{InFlight, MAX_SESSION_REPLAYS, Proxy, client_response, headers, mark_replayed};
 use crate::error::{ProxyError, ResponseBody};
 use crate::mediawiki::params::{BodyKind, Params};
 use crate::mediawiki::titles::{SITEINFO_QUERY, SpecialPages};
 use crate::session::Session;
+
+/// Why a page request was replayed: the wiki deleted the session cookie.
+const SESSION_ENDED: &str = "session-ended";
 
 /// `index.php` actions that only read; the rest are refused in read-only
 /// mode.
@@ -44,7 +47,8 @@ impl Proxy {
             Ok(response) => response,
             Err(err) => err.into_response(),
         };
-        self.record(started, &method, script, &response, false);
+        let replayed = response.headers().contains_key(super::REPLAYED_HEADER);
+        self.record(started, &method, script, &response, replayed);
         response
     }
 
@@ -80,7 +84,7 @@ impl Proxy {
             _ => Params::from_query(parts.uri.query()),
         };
         self.check_page_policy(&parts.method, script, &params)?;
-        let session = self.sessions.current().await?;
+        let mut session = self.sessions.current().await?;
         if script == "index.php" {
             self.refuse_session_pages(&params, path_info, &session)
                 .await?;
@@ -92,35 +96,47 @@ impl Proxy {
             script_dir(&self.api_url)
         ));
         url.set_query(parts.uri.query());
-        let mut upstream_headers = headers::upstream_request_headers(&parts.headers);
-        session.authenticate(&mut upstream_headers);
-        upstream_headers.insert(USER_AGENT, self.user_agent_for(&parts.headers));
-        let (upstream_body, length) = body.take_for_upstream();
-        if let Some(length) = length.filter(|length| *length > 0 || parts.method != Method::GET) {
-            upstream_headers.insert(CONTENT_LENGTH, HeaderValue::from(length));
+        let reads = matches!(parts.method, Method::GET | Method::HEAD);
+        let mut replays = 0;
+        loop {
+            let mut upstream_headers = headers::upstream_request_headers(&parts.headers);
+            session.authenticate(&mut upstream_headers);
+            upstream_headers.insert(USER_AGENT, self.user_agent_for(&parts.headers));
+            let (upstream_body, length) = body.take_for_upstream();
+            if let Some(length) = length.filter(|length| *length > 0 || !reads) {
+                upstream_headers.insert(CONTENT_LENGTH, HeaderValue::from(length));
+            }
+            let upstream = self
+                .send_upstream(
+                    parts.method.clone(),
+                    url.clone(),
+                    upstream_headers,
+                    upstream_body,
+                    !reads,
+                )
+                .await?;
+            // The wiki deletes the cookie of a session it no longer has, and
+            // answered as if to an anonymous user: a read is asked again in
+            // a new session. A write may have run, so its answer stands.
+            let ended = self.sessions.absorb_cookies(
+                session.generation,
+                upstream.headers().get_all(SET_COOKIE).iter(),
+            );
+            if ended && reads && body.is_replayable() && replays < MAX_SESSION_REPLAYS {
+                session = self.sessions.replace(session.generation).await?;
+                self.metrics.replayed(SESSION_ENDED);
+                replays += 1;
+                continue;
+            }
+            let mut response = client_response(upstream);
+            if let Some(location) = response.headers().get(LOCATION)
+                && let Some(rewritten) = self.proxied_location(location)
+            {
+                response.headers_mut().insert(LOCATION, rewritten);
+            }
+            mark_replayed(&mut response, &vec![SESSION_ENDED; replays as usize]);
+            return Ok(response);
         }
-        let is_write = !matches!(parts.method, Method::GET | Method::HEAD);
-        let upstream = self
-            .send_upstream(
-                parts.method.clone(),
-                url,
-                upstream_headers,
-                upstream_body,
-                is_write,
-            )
-            .await?;
-        // A deleted session cookie ends the session for everyone.
-        self.sessions.absorb_cookies(
-            session.generation,
-            upstream.headers().get_all(SET_COOKIE).iter(),
-        );
-        let mut response = client_response(upstream);
-        if let Some(location) = response.headers().get(LOCATION)
-            && let Some(rewritten) = self.proxied_location(location)
-        {
-            response.headers_mut().insert(LOCATION, rewritten);
-        }
-        Ok(response)
     }
 
     /// The operator's policy lists API modules, so an allow-list leaves no

@@ -785,7 +785,7 @@ pub async fn poll_until<T>(
     }
 }
 
-fn http_client() -> reqwest::Client {
+pub fn http_client() -> reqwest::Client {
     // reqwest is built without a default crypto back end; a second install
     // in the same process only reports that one is there.
     let _ = rustls::crypto::ring::default_provider().install_default();
