@@ -293,3 +293,45 @@ fn wikis_tables_are_checked_one_by_one_and_together() {
     assert_eq!(b.etiquette.maxlag, Some(7));
     assert!(settings.named_sites);
 }
+
+#[tokio::test]
+async fn a_reload_gives_each_wiki_its_own_new_credentials() {
+    let one = MockWiki::start().await;
+    let two = MockWiki::builder()
+        .bot_password("Two@bot", "two-password-0000000000000000000000")
+        .start()
+        .await;
+    let text = |two_password: &str| {
+        format!(
+            "{}{}",
+            wiki_table(&one, "/one", one.password(), ""),
+            wiki_table(&two, "/two", two_password, "")
+        )
+    };
+    let proxy = TestProxy::start(settings_from(&text("wrong"))).await;
+    wait_until("one ready", async || user_at(&proxy, "/one").await.0 == 200).await;
+    assert_eq!(user_at(&proxy, "/two").await.0, 503);
+
+    let reloaded = mw_auth_proxy::reload::apply(&proxy.app, settings_from(&text(two.password())));
+    assert!(reloaded.credentials_changed);
+    assert!(
+        reloaded.need_restart.is_empty(),
+        "{:?}",
+        reloaded.need_restart
+    );
+    wait_until("two ready", async || user_at(&proxy, "/two").await.0 == 200).await;
+    // The wiki whose credentials stayed keeps its session.
+    assert_eq!(one.successful_logins(), 1);
+    assert_eq!(two.successful_logins(), 1);
+
+    // Another wiki takes a restart, and says so.
+    let three = format!(
+        "{}{}",
+        text(two.password()),
+        wiki_table(&one, "/three", one.password(), "")
+    );
+    let reloaded = mw_auth_proxy::reload::apply(&proxy.app, settings_from(&three));
+    assert_eq!(reloaded.need_restart, ["wikis"]);
+    assert!(!reloaded.credentials_changed);
+    assert_eq!(user_at(&proxy, "/three").await.0, 404);
+}

@@ -347,3 +347,34 @@ fn login_methods_take_their_own_keys() {
     let unknown = oauth.replace("oauth2", "kerberos");
     assert_eq!(keys(&parse(&unknown).unwrap_err()), ["login.method"]);
 }
+
+#[test]
+fn the_readme_several_wikis_example_is_valid() {
+    let readme =
+        fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md")).unwrap();
+    let section = &readme[readme.find("## Several wikis").unwrap()..];
+    let start = section.find("```toml\n").unwrap() + "```toml\n".len();
+    let example = &section[start..start + section[start..].find("```").unwrap()];
+    let secrets = tempfile::tempdir().unwrap();
+    for name in ["commons_bot_password", "wikidata_token"] {
+        fs::write(secrets.path().join(name), "secret-value\n").unwrap();
+    }
+    let text = example.replace("/run/secrets", &secrets.path().display().to_string());
+    let settings = parse(&text).unwrap();
+    let names: Vec<&str> = settings
+        .sites
+        .iter()
+        .map(|site| site.name.as_str())
+        .collect();
+    assert_eq!(names, ["commons", "wikidata"]);
+    let (commons, wikidata) = (&settings.sites[0], &settings.sites[1]);
+    assert_eq!(commons.path_prefix, "/commons");
+    assert_eq!(wikidata.listen, Some("127.0.0.1:8081".parse().unwrap()));
+    assert_eq!(wikidata.login.method, LoginMethod::OAuth2);
+    assert_eq!(wikidata.etiquette.maxlag, Some(5));
+    assert_eq!(
+        wikidata.etiquette.min_write_interval,
+        Duration::from_millis(1000)
+    );
+    assert_eq!(commons.etiquette.min_write_interval, Duration::ZERO);
+}
