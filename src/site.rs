@@ -27,10 +27,9 @@ pub struct Site {
     pub metrics: Arc<Metrics>,
     /// The login flow, whose credentials a reload may replace.
     pub login: Arc<WikiLogin>,
-    /// The paths of [`SiteSettings::entry_paths`], matched per request.
+    /// [`SiteSettings::api_paths`], matched per request.
     api_paths: Vec<String>,
-    /// `{prefix}/index.php` and `{prefix}{dir}/index.php`, likewise
-    /// `rest.php`; empty when pages are not served.
+    /// [`SiteSettings::page_paths`]: empty when pages are not served.
     page_scripts: Vec<(String, &'static str)>,
     /// Names the wiki on its log lines when the file has `[[wikis]]`.
     pub span: tracing::Span,
@@ -102,21 +101,6 @@ impl Site {
             );
         }
         let proxy = Proxy::new(settings, server, http, sessions.clone(), metrics.clone());
-        let prefix = &settings.path_prefix;
-        let page_scripts = if settings.serves_pages() {
-            let dir = settings.script_dir();
-            ["index.php", "rest.php"]
-                .into_iter()
-                .flat_map(|script| {
-                    [
-                        (format!("{prefix}/{script}"), script),
-                        (format!("{prefix}{dir}/{script}"), script),
-                    ]
-                })
-                .collect()
-        } else {
-            Vec::new()
-        };
         Ok(Self {
             name: settings.name.clone(),
             path_prefix: settings.path_prefix.clone(),
@@ -125,11 +109,8 @@ impl Site {
             sessions,
             metrics,
             login,
-            api_paths: vec![
-                format!("{prefix}/api.php"),
-                format!("{prefix}{}", settings.wiki.api_url.path()),
-            ],
-            page_scripts,
+            api_paths: settings.api_paths(),
+            page_scripts: settings.page_paths(),
             span,
         })
     }
@@ -157,16 +138,10 @@ impl Site {
 
     /// The paths clients reach this wiki at, for error messages.
     pub fn served_paths(&self) -> impl Iterator<Item = &str> {
-        let mut seen = Vec::new();
         self.api_paths
             .iter()
             .chain(self.page_scripts.iter().map(|(path, _)| path))
             .map(String::as_str)
-            .filter(move |path| {
-                let new = !seen.contains(path);
-                seen.push(path);
-                new
-            })
     }
 
     pub fn is_ready(&self) -> bool {

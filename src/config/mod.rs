@@ -421,24 +421,42 @@ impl SiteSettings {
         self.login.method == LoginMethod::ClientLogin
     }
 
-    /// The paths clients reach this wiki at: its `api.php` at
-    /// `{prefix}/api.php` and at `{prefix}` + the wiki's own path, and
-    /// likewise `index.php` and `rest.php` when [`Self::serves_pages`].
-    pub fn entry_paths(&self) -> Vec<String> {
+    /// Where clients reach this wiki's `api.php`: `{prefix}/api.php` and
+    /// `{prefix}` + the wiki's own path.
+    pub fn api_paths(&self) -> Vec<String> {
         let prefix = &self.path_prefix;
-        let dir = self.script_dir();
         let mut paths = vec![
             format!("{prefix}/api.php"),
             format!("{prefix}{}", self.wiki.api_url.path()),
         ];
-        if self.serves_pages() {
-            for script in ["index.php", "rest.php"] {
-                paths.push(format!("{prefix}/{script}"));
-                paths.push(format!("{prefix}{dir}/{script}"));
-            }
-        }
         paths.dedup();
         paths
+    }
+
+    /// Where clients reach `index.php` and `rest.php` (likewise), with the
+    /// script each path is for; none unless [`Self::serves_pages`].
+    pub fn page_paths(&self) -> Vec<(String, &'static str)> {
+        if !self.serves_pages() {
+            return Vec::new();
+        }
+        let (prefix, dir) = (&self.path_prefix, self.script_dir());
+        let mut paths: Vec<(String, &'static str)> = ["index.php", "rest.php"]
+            .into_iter()
+            .flat_map(|script| {
+                [
+                    (format!("{prefix}/{script}"), script),
+                    (format!("{prefix}{dir}/{script}"), script),
+                ]
+            })
+            .collect();
+        paths.dedup();
+        paths
+    }
+
+    /// Every path clients reach this wiki at.
+    pub fn entry_paths(&self) -> Vec<String> {
+        let pages = self.page_paths().into_iter().map(|(path, _)| path);
+        self.api_paths().into_iter().chain(pages).collect()
     }
 }
 

@@ -73,6 +73,8 @@ pub struct Proxy {
     /// Where clients reach this wiki, for redirects to come back through
     /// the proxy.
     path_prefix: String,
+    /// `/w` for `/w/api.php`: where `index.php` and `rest.php` are.
+    script_dir: String,
     /// The wiki's names of the pages `index.php` must not reach, read at
     /// the first page request.
     special_pages: tokio::sync::OnceCell<crate::mediawiki::titles::SpecialPages>,
@@ -114,6 +116,7 @@ impl Proxy {
             heal_stale_tokens: site.session.heal_stale_csrf,
             etiquette: etiquette::Etiquette::new(&site.etiquette),
             path_prefix: site.path_prefix.clone(),
+            script_dir: site.script_dir().to_owned(),
             special_pages: tokio::sync::OnceCell::new(),
         }
     }

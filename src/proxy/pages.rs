@@ -15,7 +15,6 @@ use http::header::{CONTENT_LENGTH, CONTENT_TYPE, LOCATION, SET_COOKIE, USER_AGEN
 use http::{HeaderValue, Method, Request, Response};
 use hyper::body::Incoming;
 use tokio::time::Instant;
-use url::Url;
 
 use super::body::{BodyLimit, RequestBody};
 use super::{InFlight, MAX_SESSION_REPLAYS, Proxy, client_response, headers, mark_replayed};
@@ -91,10 +90,7 @@ impl Proxy {
         }
 
         let mut url = self.api_url.clone();
-        url.set_path(&format!(
-            "{}/{script}{path_info}",
-            script_dir(&self.api_url)
-        ));
+        url.set_path(&format!("{}/{script}{path_info}", self.script_dir));
         url.set_query(parts.uri.query());
         let reads = matches!(parts.method, Method::GET | Method::HEAD);
         let mut replays = 0;
@@ -251,8 +247,7 @@ impl Proxy {
         if target.origin() != self.api_url.origin() {
             return None;
         }
-        let dir = script_dir(&self.api_url);
-        let script = target.path().strip_prefix(dir)?;
+        let script = target.path().strip_prefix(self.script_dir.as_str())?;
         let known = ["/index.php", "/rest.php", "/api.php"]
             .iter()
             .any(|name| script == *name || script.starts_with(&format!("{name}/")));
@@ -266,9 +261,4 @@ impl Proxy {
         }
         HeaderValue::from_str(&proxied).ok()
     }
-}
-
-/// `/w` for `/w/api.php`.
-fn script_dir(api_url: &Url) -> &str {
-    api_url.path().rsplit_once('/').map_or("", |(dir, _)| dir)
 }
