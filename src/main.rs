@@ -77,7 +77,7 @@ fn main() -> ExitCode {
     if cli.check {
         return runtime.block_on(check(settings));
     }
-    telemetry::init_logging(settings.log.format);
+    let _log_flusher = telemetry::init_logging(settings.log.format);
     for warning in &settings.warnings {
         tracing::warn!("{warning}");
     }

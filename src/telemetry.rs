@@ -271,13 +271,30 @@ fn with_label(sample: &str, label: &str) -> String {
     }
 }
 
+/// Log lines waiting for the writer thread. The queue is allocated whole
+/// at start (its slots are about 32 bytes), and a few thousand lines are
+/// more than a burst of requests produces before the writer catches up.
+const LOG_QUEUE_LINES: usize = 4096;
+
 /// Logs to stderr, filtered by `RUST_LOG` (default `info`).
-pub fn init_logging(format: LogFormat) {
+///
+/// Lines are written by a thread of their own through a buffer that is
+/// flushed whenever no line is waiting: under load many lines leave in one
+/// `write`, and no request thread ever waits for the stderr lock or for a
+/// slow log reader. No line is dropped: a full queue (a reader that stopped
+/// reading) holds the writers back, as writing stderr directly would. The
+/// returned guard flushes what is left when it is dropped, at exit.
+pub fn init_logging(format: LogFormat) -> tracing_appender::non_blocking::WorkerGuard {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let (writer, guard) = tracing_appender::non_blocking::NonBlockingBuilder::default()
+        .lossy(false)
+        .buffered_lines_limit(LOG_QUEUE_LINES)
+        .thread_name("mw-auth-proxy-log")
+        .finish(std::io::BufWriter::new(std::io::stderr()));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+        .with_writer(writer);
     match format {
         LogFormat::Json => builder.json().init(),
         // Colour codes only for a terminal, not for log files.
@@ -285,6 +302,7 @@ pub fn init_logging(format: LogFormat) {
             .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
             .init(),
     }
+    guard
 }
 
 #[cfg(test)]
