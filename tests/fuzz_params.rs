@@ -671,7 +671,7 @@ proptest! {
         // `push` is the same reading, without the encoding.
         let mut pushed = Params::default();
         for (name, value) in &pairs {
-            pushed.push(name, value.clone());
+            pushed.push(name, value);
         }
         model.check(&pushed, PROBES)?;
         // And so is an urlencoded body.

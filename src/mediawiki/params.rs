@@ -9,27 +9,34 @@
 //! MediaWiki's `getVal` treats as absent. Multipart parts with a file name go
 //! to `$_FILES` and are not parameters at all.
 
-use std::collections::HashMap;
+use std::ops::Range;
 
 use bytes::Bytes;
 use http::Method;
 
 /// Parameters of one request, in MediaWiki's reading.
+///
+/// Every parameter is kept in arrival order, overridden ones included:
+/// guards refuse on any of them, since PHP drops parameters past
+/// `max_input_vars` and "the last one" is not always the one it keeps. The
+/// value `WebRequest::getVal` returns is the last one given for a name.
+/// Names and values live back to back in one string, and lookups scan the
+/// list: a request has a dozen parameters, which this reads with two
+/// allocations where a map of owned strings took several per parameter.
 #[derive(Debug, Default, Clone)]
 pub struct Params {
-    /// The value `WebRequest::getVal` returns for each name.
-    effective: HashMap<String, Value>,
-    /// Every scalar value ever given for each name, overridden ones included.
-    /// Guards refuse on any of them: PHP drops parameters past
-    /// `max_input_vars`, so "the last one" is not always the one it keeps.
-    every: HashMap<String, Vec<String>>,
+    /// Every name and value, decoded, back to back.
+    text: String,
+    entries: Vec<Entry>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
-enum Value {
-    Scalar(String),
-    /// `name[]=...`: present, but `getVal` does not return it.
-    Array,
+#[derive(Debug, Clone)]
+struct Entry {
+    /// Where the name (as PHP rewrites it) is in `text`.
+    name: Range<usize>,
+    /// Where the value is; `None` for `name[...]=`: present, but `getVal`
+    /// does not return it.
+    value: Option<Range<usize>>,
 }
 
 /// How a request body carries parameters, if it does.
@@ -190,8 +197,12 @@ impl Params {
 
     /// Adds `a=1&b=2` pairs, later ones overriding earlier ones.
     pub fn add_urlencoded(&mut self, encoded: &[u8]) {
+        if self.text.capacity() == 0 {
+            // Decoding never lengthens: one allocation for the common case.
+            self.text.reserve(encoded.len());
+        }
         for (name, value) in form_urlencoded::parse(encoded) {
-            self.push(&name, value.into_owned());
+            self.push(&name, &value);
         }
     }
 
@@ -211,47 +222,50 @@ impl Params {
                 .await
                 .map_err(|err| MalformedBody(err.to_string()))?;
             if let Some(name) = name {
-                self.push(&name, String::from_utf8_lossy(&value).into_owned());
+                self.push(&name, &String::from_utf8_lossy(&value));
             }
         }
         Ok(())
     }
 
     /// Records one `name=value` as PHP would.
-    pub fn push(&mut self, raw_name: &str, value: String) {
-        let Some((name, is_array)) = php_name(raw_name) else {
+    pub fn push(&mut self, raw_name: &str, value: &str) {
+        let start = self.text.len();
+        let Some(is_array) = push_php_name(raw_name, &mut self.text) else {
+            self.text.truncate(start);
             return;
         };
-        if is_array {
-            self.effective.insert(name, Value::Array);
-        } else {
-            self.every
-                .entry(name.clone())
-                .or_default()
-                .push(value.clone());
-            self.effective.insert(name, Value::Scalar(value));
-        }
+        let name = start..self.text.len();
+        let value = (!is_array).then(|| {
+            let start = self.text.len();
+            self.text.push_str(value);
+            start..self.text.len()
+        });
+        self.entries.push(Entry { name, value });
+    }
+
+    /// Every entry under `name`, in arrival order.
+    fn named<'a>(&'a self, name: &'a str) -> impl DoubleEndedIterator<Item = &'a Entry> + 'a {
+        self.entries
+            .iter()
+            .filter(move |entry| &self.text[entry.name.clone()] == name)
     }
 
     /// The value MediaWiki acts on, if the name is present as a scalar.
     pub fn get(&self, name: &str) -> Option<&str> {
-        match self.effective.get(name)? {
-            Value::Scalar(value) => Some(value),
-            Value::Array => None,
-        }
+        let last = self.named(name).next_back()?;
+        last.value.clone().map(|value| &self.text[value])
     }
 
     /// Whether the name was given at all, in any form.
     pub fn contains(&self, name: &str) -> bool {
-        self.effective.contains_key(name)
+        self.named(name).next().is_some()
     }
 
     /// Every scalar value given for `name`, overridden ones included.
-    pub fn every(&self, name: &str) -> impl Iterator<Item = &str> {
-        self.every
-            .get(name)
-            .into_iter()
-            .flat_map(|values| values.iter().map(String::as_str))
+    pub fn every<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a str> + 'a {
+        self.named(name)
+            .filter_map(|entry| entry.value.clone().map(|value| &self.text[value]))
     }
 
     /// The module MediaWiki will run: `action`, `help` when absent.
@@ -271,24 +285,26 @@ pub fn multi_values(value: &str) -> impl Iterator<Item = &str> {
 }
 
 /// PHP 8's rewriting of a parameter name (`php_register_variable_ex`):
-/// returns the name it registers and whether the value becomes an array, or
-/// `None` when PHP ignores the parameter.
-fn php_name(raw: &str) -> Option<(String, bool)> {
+/// appends the name it registers to `out` and returns whether the value
+/// becomes an array, or `None` when PHP ignores the parameter (what was
+/// appended is then the caller's to remove).
+fn push_php_name(raw: &str, out: &mut String) -> Option<bool> {
     // A NUL ends the name in C; leading spaces are dropped.
     let raw = raw.split('\0').next().unwrap_or("");
     let raw = raw.trim_start_matches(' ');
-    let mut name = String::with_capacity(raw.len());
+    let start = out.len();
+    let name = out;
     for (index, c) in raw.char_indices() {
         match c {
             ' ' | '.' => name.push('_'),
             '[' => {
-                if name.is_empty() {
+                if name.len() == start {
                     return None;
                 }
                 let rest = &raw[index + 1..];
                 if rest.contains(']') {
                     // `name[...]`: an array under `name`.
-                    return Some((name, true));
+                    return Some(true);
                 }
                 // An unmatched `[` becomes `_`, and so do ` `, `.` and `[`
                 // after it.
@@ -297,12 +313,12 @@ fn php_name(raw: &str) -> Option<(String, bool)> {
                     ' ' | '.' | '[' => '_',
                     c => c,
                 }));
-                return Some((name, false));
+                return Some(false);
             }
             _ => name.push(c),
         }
     }
-    (!name.is_empty()).then_some((name, false))
+    (name.len() > start).then_some(false)
 }
 
 #[cfg(test)]

@@ -154,7 +154,7 @@ async fn read_fields(
             }
         }
         if let Some(name) = name {
-            params.push(&name, String::from_utf8_lossy(&value).into_owned());
+            params.push(&name, &String::from_utf8_lossy(&value));
         }
     }
     if let Some(refusal) = guard::check(&params, &headers) {
