@@ -160,7 +160,7 @@ async fn check(settings: Settings) -> ExitCode {
     let mut all_logged_in = true;
     for site in &settings.sites {
         let api_url = &site.wiki.api_url;
-        let http = match upstream::client(&site.wiki) {
+        let http = match upstream::client(&site.wiki, &site.etiquette) {
             Ok(http) => http,
             Err(err) => {
                 eprintln!("mw-auth-proxy: {err}");

@@ -62,7 +62,7 @@ impl Site {
         } else {
             tracing::Span::none()
         };
-        let http = upstream::client(&settings.wiki)?;
+        let http = upstream::client(&settings.wiki, &settings.etiquette)?;
         let metrics = Arc::new(Metrics::new());
         let login = Arc::new(WikiLogin::new(
             http.clone(),

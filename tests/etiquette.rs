@@ -178,3 +178,59 @@ async fn writes_are_paced() {
     );
     assert_eq!(wiki.edits().len(), 3);
 }
+
+/// Sends `count` reads at once and checks that every one succeeded.
+async fn read_at_once(proxy: &TestProxy, count: usize) {
+    let client = client();
+    let reads: Vec<_> = (0..count)
+        .map(|_| tokio::spawn(client.get(userinfo_url(proxy)).send()))
+        .collect();
+    for read in reads {
+        assert_eq!(read.await.unwrap().unwrap().status(), 200);
+    }
+}
+
+#[tokio::test]
+async fn at_most_64_requests_are_at_the_wiki_at_once_unless_configured() {
+    let (wiki, proxy) = start_with_mock("").await;
+    wiki.set_response_delay(Duration::from_millis(300));
+    read_at_once(&proxy, 100).await;
+    assert_eq!(wiki.most_concurrent_requests(), 64);
+
+    let (wiki, proxy) = start_with_mock("[etiquette]\nmax_concurrent_upstream = 0\n").await;
+    wiki.set_response_delay(Duration::from_millis(300));
+    read_at_once(&proxy, 100).await;
+    assert!(wiki.most_concurrent_requests() > 64);
+}
+
+#[tokio::test]
+async fn a_request_waiting_for_its_turn_goes_out_in_the_new_session() {
+    let (wiki, proxy) = start_with_mock("[etiquette]\nmax_concurrent_upstream = 1\n").await;
+    let logins_before = wiki.successful_logins();
+    // The first request meets the lost session, slowly; the second waits
+    // for its turn meanwhile.
+    wiki.kill_sessions();
+    wiki.delay_next_responses(1, Duration::from_millis(300));
+    wiki.clear_requests();
+    let first = tokio::spawn(client().get(userinfo_url(&proxy)).send());
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let second = client().get(userinfo_url(&proxy)).send().await.unwrap();
+    let first = first.await.unwrap().unwrap();
+
+    assert!(first.headers().contains_key("x-mw-auth-proxy-replayed"));
+    // Sent only once its turn came, in the session that replaced the lost
+    // one: never failed, never replayed.
+    assert_eq!(second.headers().get("x-mw-auth-proxy-replayed"), None);
+    for answer in [first, second] {
+        let json: Value = answer.json().await.unwrap();
+        assert_eq!(json["query"]["userinfo"]["name"], "Admin");
+    }
+    assert_eq!(wiki.successful_logins(), logins_before + 1);
+    // The clients' reads (the login's own check carries no assertuser).
+    let reads = wiki
+        .requests()
+        .iter()
+        .filter(|request| request.param("assertuser").is_some())
+        .count();
+    assert_eq!(reads, 3, "the failed first, its replay, the second");
+}

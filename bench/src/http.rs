@@ -69,3 +69,13 @@ pub fn field(value: &serde_json::Value, name: &str) -> u64 {
         .and_then(serde_json::Value::as_u64)
         .unwrap_or(0)
 }
+
+/// A gauge or counter from a Prometheus text page (the proxy's `/metrics`),
+/// unlabelled; `None` when absent.
+pub fn metric(port: u16, name: &str) -> io::Result<Option<f64>> {
+    let answer = get(port, "/metrics", Duration::from_secs(5))?;
+    Ok(answer.body.lines().find_map(|line| {
+        let (key, value) = line.split_once(' ')?;
+        (key == name).then(|| value.trim().parse().ok()).flatten()
+    }))
+}

@@ -373,11 +373,12 @@ impl Report {
         }
 
         println!();
-        println!("Re-login storm (requests held by the wiki when it kills the session)");
+        println!("Re-login storm (requests in flight through the proxy when the wiki kills the session)");
         println!(
-            "  {:>5}  {:>8}  {:>5}  {:>6}  {:>13}  {:>6}  {:>8}  {:>10}  {:>10}  {:>10}",
+            "  {:>5}  {:>8}  {:>9}  {:>5}  {:>6}  {:>13}  {:>6}  {:>8}  {:>10}  {:>10}  {:>10}",
             "storm",
             "requests",
+            "in flight",
             "held",
             "ok",
             "client errors",
@@ -389,9 +390,10 @@ impl Report {
         );
         for (i, s) in self.storms.iter().enumerate() {
             println!(
-                "  {:>5}  {:>8}  {:>5}  {:>6}  {:>13}  {:>6}  {:>8.1}  {:>10.1}  {:>10.1}  {:>10.1}",
+                "  {:>5}  {:>8}  {:>9}  {:>5}  {:>6}  {:>13}  {:>6}  {:>8.1}  {:>10.1}  {:>10.1}  {:>10.1}",
                 i + 1,
                 s.requests,
+                s.in_flight,
                 s.held,
                 s.ok,
                 s.client_errors,
@@ -414,7 +416,9 @@ impl Report {
         println!(
             "  login = the wiki's login answer after the kill; lag = each client's complete answer after the login answer;"
         );
-        println!("  recover = the last answer after the kill");
+        println!(
+            "  in flight = at the proxy; held = of those, at the wiki (the rest waited for a turn); recover = the last answer after the kill"
+        );
 
         println!();
         let targets = self.targets(&medians);

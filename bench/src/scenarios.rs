@@ -386,7 +386,10 @@ pub async fn idle_connections(
 pub struct Storm {
     pub requests: usize,
     pub connected: usize,
-    /// Requests the fake wiki held when the session was killed.
+    /// Requests the proxy was handling when the session was killed.
+    pub in_flight: u64,
+    /// Of those, the requests the fake wiki held (the rest waited in the
+    /// proxy for a turn: `etiquette.max_concurrent_upstream`).
     pub held: u64,
     pub ok: usize,
     pub client_errors: usize,
@@ -406,7 +409,8 @@ pub struct Storm {
 }
 
 /// The re-login storm: `count` requests in flight through the proxy, held
-/// by the wiki, when the wiki kills the session.
+/// by the wiki (as many as the proxy lets through at once), when the wiki
+/// kills the session.
 pub async fn storm(
     proxy_port: u16,
     wiki_port: u16,
@@ -415,6 +419,11 @@ pub async fn storm(
 ) -> Result<Storm, String> {
     let control =
         |path: &'static str| tokio::task::spawn_blocking(move || get_json(wiki_port, path));
+    let in_flight = || {
+        tokio::task::spawn_blocking(move || {
+            crate::http::metric(proxy_port, "mw_auth_proxy_requests_in_flight")
+        })
+    };
     let joined = |r: Result<std::io::Result<serde_json::Value>, tokio::task::JoinError>| {
         r.map_err(|e| e.to_string())?.map_err(|e| e.to_string())
     };
@@ -466,12 +475,30 @@ pub async fn storm(
             outcome
         });
     }
-    // Wait until the wiki holds them all (or time runs short).
+    // Wait until the proxy has them all and the wiki holds all it will be
+    // sent: every one, or as many as the proxy lets through at once (the
+    // count stops growing), or time runs short.
     let hold_deadline = Instant::now() + Duration::from_secs(15).min(within / 2);
+    let mut steady_polls = 0;
     loop {
         let stats = joined(control("/control/stats").await)?;
-        result.held = field(&stats, "held");
-        if result.held >= result.connected as u64 || Instant::now() > hold_deadline {
+        let held = field(&stats, "held");
+        steady_polls = if held > 0 && held == result.held {
+            steady_polls + 1
+        } else {
+            0
+        };
+        result.held = held;
+        result.in_flight = in_flight()
+            .await
+            .map_err(|e| e.to_string())?
+            .map_err(|e| e.to_string())?
+            .unwrap_or(0.0) as u64;
+        let all_in = result.in_flight >= result.connected as u64;
+        if result.held >= result.connected as u64
+            || (all_in && steady_polls >= 5)
+            || Instant::now() > hold_deadline
+        {
             break;
         }
         tokio::time::sleep(Duration::from_millis(20)).await;

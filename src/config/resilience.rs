@@ -14,6 +14,13 @@ use super::{ConfigProblem, EtiquetteSettings, SessionSettings};
 const DEFAULT_KEEPALIVE_SECS: u64 = 900;
 /// API:Etiquette's recommendation for bots.
 const DEFAULT_MAXLAG: u64 = 5;
+/// Requests at the wiki at once unless configured. A wiki answers no
+/// faster for more (its PHP workers are the limit; API:Etiquette asks for
+/// little parallelism), while each request at the wiki costs a connection
+/// and its buffers on both sides. Beyond it, requests wait in the proxy.
+/// It is also the number of idle connections kept, so those in use are
+/// reused and never reopened.
+pub(crate) const DEFAULT_MAX_CONCURRENT_UPSTREAM: usize = 64;
 
 #[derive(Debug, Default, Clone, Deserialize)]
 pub(super) struct RawSession {
@@ -92,7 +99,11 @@ pub(super) fn etiquette(
     }
     Some(EtiquetteSettings {
         maxlag: (maxlag > 0).then_some(maxlag),
-        max_concurrent_upstream: raw.max_concurrent_upstream.filter(|limit| *limit > 0),
+        max_concurrent_upstream: Some(
+            raw.max_concurrent_upstream
+                .unwrap_or(DEFAULT_MAX_CONCURRENT_UPSTREAM),
+        )
+        .filter(|limit| *limit > 0),
         min_write_interval: Duration::from_millis(raw.min_write_interval_ms.unwrap_or(0)),
     })
 }

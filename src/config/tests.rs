@@ -299,11 +299,17 @@ fn session_and_etiquette_defaults() {
     );
     assert!(settings.sites[0].session.heal_stale_csrf);
     assert_eq!(settings.sites[0].etiquette.maxlag, Some(5));
-    assert_eq!(settings.sites[0].etiquette.max_concurrent_upstream, None);
-    let off = format!("{MINIMAL}\n[session]\nkeepalive_secs = 0\n[etiquette]\nmaxlag = 0\n");
+    assert_eq!(
+        settings.sites[0].etiquette.max_concurrent_upstream,
+        Some(64)
+    );
+    let off = format!(
+        "{MINIMAL}\n[session]\nkeepalive_secs = 0\n[etiquette]\nmaxlag = 0\nmax_concurrent_upstream = 0\n"
+    );
     let settings = parse(&off).unwrap();
     assert_eq!(settings.sites[0].session.keepalive, None);
     assert_eq!(settings.sites[0].etiquette.maxlag, None);
+    assert_eq!(settings.sites[0].etiquette.max_concurrent_upstream, None);
     let missing_dir =
         format!("{MINIMAL}\n[session]\nstate_file = \"/nonexistent/dir/session.json\"\n");
     assert_eq!(

@@ -229,11 +229,11 @@ impl Proxy {
         // session is enough, and a wrong token is not fetched forever.
         let mut token_renewed_for = None;
         loop {
-            let upstream = match self
-                .send(&parts, query.as_deref(), &mut body, &session, &plan)
+            let (upstream, lost) = match self
+                .send(&parts, query.as_deref(), &mut body, &mut session, &plan)
                 .await
             {
-                Ok(upstream) => upstream,
+                Ok(answered) => answered,
                 // An upload stopped by its inspection fails on the way out;
                 // the reason is the inspection's, not the wiki's.
                 Err(err) => {
@@ -274,7 +274,6 @@ impl Proxy {
                     replayed: !replay_causes.is_empty(),
                 });
             }
-            let lost = self.failed_for_want_of_session(&upstream, &session);
             if let Some(code) = lost.filter(|_| body.is_replayable())
                 && session_replays < MAX_SESSION_REPLAYS
             {
@@ -352,14 +351,22 @@ impl Proxy {
         }
     }
 
+    /// Sends one attempt, in the newest session there is when its turn
+    /// comes: a request that waited for a free slot while the session was
+    /// lost goes out in the new one instead of failing at the wiki first.
+    /// Returns the answer and, if it failed for want of the session, the
+    /// error code; the loss is reported before the turn passes on, so the
+    /// next request in line already waits for the new session.
     async fn send(
         &self,
         parts: &http::request::Parts,
         query: Option<&str>,
         body: &mut RequestBody,
-        session: &Session,
+        session: &mut Arc<Session>,
         plan: &Plan,
-    ) -> Result<reqwest::Response, ProxyError> {
+    ) -> Result<(reqwest::Response, Option<&'static str>), ProxyError> {
+        let turn = self.etiquette.take_turn(plan.is_write).await;
+        *session = self.sessions.newest(session).await?;
         let mut url = self.api_url.clone();
         let additions = [
             plan.add_assert.then(|| session.assert_param()),
@@ -386,27 +393,23 @@ impl Proxy {
         if let Some(length) = length.filter(|length| *length > 0 || parts.method != Method::GET) {
             headers.insert(CONTENT_LENGTH, HeaderValue::from(length));
         }
-        self.send_upstream(
-            parts.method.clone(),
-            url,
-            headers,
-            upstream_body,
-            plan.is_write,
-        )
-        .await
+        let upstream = self
+            .send_upstream(parts.method.clone(), url, headers, upstream_body)
+            .await?;
+        let lost = self.failed_for_want_of_session(&upstream, session);
+        drop(turn);
+        Ok((upstream, lost))
     }
 
-    /// Sends one request to the wiki, in turn with the etiquette's limits,
-    /// and times it.
+    /// Sends one request to the wiki and times it. The caller holds its
+    /// turn from the etiquette.
     async fn send_upstream(
         &self,
         method: Method,
         url: Url,
         headers: http::HeaderMap,
         body: reqwest::Body,
-        is_write: bool,
     ) -> Result<reqwest::Response, ProxyError> {
-        let turn = self.etiquette.take_turn(is_write).await;
         let request = self
             .http
             .request(method, url)
@@ -415,7 +418,6 @@ impl Proxy {
             .send();
         let sent = Instant::now();
         let answer = tokio::time::timeout(self.timeout, request).await;
-        drop(turn);
         self.metrics
             .upstream_duration
             .observe(sent.elapsed().as_secs_f64());

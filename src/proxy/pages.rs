@@ -102,13 +102,13 @@ impl Proxy {
             if let Some(length) = length.filter(|length| *length > 0 || !reads) {
                 upstream_headers.insert(CONTENT_LENGTH, HeaderValue::from(length));
             }
+            let turn = self.etiquette.take_turn(!reads).await;
             let upstream = self
                 .send_upstream(
                     parts.method.clone(),
                     url.clone(),
                     upstream_headers,
                     upstream_body,
-                    !reads,
                 )
                 .await?;
             // The wiki deletes the cookie of a session it no longer has, and
@@ -118,6 +118,7 @@ impl Proxy {
                 session.generation,
                 upstream.headers().get_all(SET_COOKIE).iter(),
             );
+            drop(turn);
             if ended && reads && body.is_replayable() && replays < MAX_SESSION_REPLAYS {
                 session = self.sessions.replace(session.generation).await?;
                 self.metrics.replayed(SESSION_ENDED);
@@ -219,15 +220,11 @@ impl Proxy {
             HeaderValue::from_str(&self.user_agent)
                 .unwrap_or_else(|_| HeaderValue::from_static("mw-auth-proxy")),
         );
+        let turn = self.etiquette.take_turn(false).await;
         let upstream = self
-            .send_upstream(
-                Method::GET,
-                url,
-                request_headers,
-                reqwest::Body::from(""),
-                false,
-            )
+            .send_upstream(Method::GET, url, request_headers, reqwest::Body::from(""))
             .await?;
+        drop(turn);
         let unreadable = |why: String| {
             ProxyError::WikiUnreachable(format!("cannot read the wiki's special page names: {why}"))
         };

@@ -221,6 +221,19 @@ impl SessionManager {
         self.wait_for(|_| true).await
     }
 
+    /// The newest session: `held` itself or a newer state of it while it is
+    /// current, else the one that replaced it, waiting for a login under
+    /// way. For a request about to go out that was given `held` earlier.
+    pub async fn newest(&self, held: &Arc<Session>) -> Result<Arc<Session>, NotReady> {
+        if let SessionStatus::Ready(current) = &*self.status.borrow()
+            && current.generation == held.generation
+        {
+            return Ok(current.clone());
+        }
+        self.wait_for(|session| session.generation > held.generation)
+            .await
+    }
+
     /// Reports that `generation` no longer works and waits for a newer one.
     /// However many requests report the same generation, one login runs.
     pub async fn replace(&self, generation: u64) -> Result<Arc<Session>, NotReady> {

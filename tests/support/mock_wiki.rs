@@ -482,6 +482,11 @@ impl MockWiki {
         self.shared.state().renew_cookies = renew;
     }
 
+    /// The most requests the wiki was answering at once.
+    pub fn most_concurrent_requests(&self) -> usize {
+        self.shared.counters.most_in_flight.load(Ordering::SeqCst)
+    }
+
     /// `action=login` requests received, whatever their outcome.
     pub fn login_attempts(&self) -> usize {
         self.shared.counters.login_attempts.load(Ordering::SeqCst)
@@ -574,6 +579,26 @@ struct Counters {
     login_token_requests: AtomicUsize,
     forbidden_login_params: AtomicUsize,
     logouts: AtomicUsize,
+    /// Requests being answered now, and the most there were at once.
+    in_flight: AtomicUsize,
+    most_in_flight: AtomicUsize,
+}
+
+/// Counts one request in `in_flight` while it lives.
+struct InFlight<'a>(&'a Counters);
+
+impl<'a> InFlight<'a> {
+    fn enter(counters: &'a Counters) -> Self {
+        let now = counters.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
+        counters.most_in_flight.fetch_max(now, Ordering::SeqCst);
+        Self(counters)
+    }
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.0.in_flight.fetch_sub(1, Ordering::SeqCst);
+    }
 }
 
 impl Counters {
@@ -777,6 +802,7 @@ async fn handle(
     shared: Arc<Shared>,
     request: Request<Incoming>,
 ) -> Result<Response<Body>, Infallible> {
+    let _in_flight = InFlight::enter(&shared.counters);
     let (parts, body) = request.into_parts();
     let query = parse_query(parts.uri.query());
     let counting_only = parts.uri.path() == shared.config.api_path
