@@ -95,6 +95,9 @@ impl Proxy {
         let reads = matches!(parts.method, Method::GET | Method::HEAD);
         let mut replays = 0;
         loop {
+            // As for the API: the newest session when the turn comes.
+            let turn = self.etiquette.take_turn(!reads).await;
+            session = self.sessions.newest(&session).await?;
             let mut upstream_headers = headers::upstream_request_headers(&parts.headers);
             session.authenticate(&mut upstream_headers);
             upstream_headers.insert(USER_AGENT, self.user_agent_for(&parts.headers));
@@ -102,7 +105,6 @@ impl Proxy {
             if let Some(length) = length.filter(|length| *length > 0 || !reads) {
                 upstream_headers.insert(CONTENT_LENGTH, HeaderValue::from(length));
             }
-            let turn = self.etiquette.take_turn(!reads).await;
             let upstream = self
                 .send_upstream(
                     parts.method.clone(),
