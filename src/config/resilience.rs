@@ -20,7 +20,7 @@ const DEFAULT_MAXLAG: u64 = 5;
 /// and its buffers on both sides. Beyond it, requests wait in the proxy.
 /// It is also the number of idle connections kept, so those in use are
 /// reused and never reopened.
-pub(crate) const DEFAULT_MAX_CONCURRENT_UPSTREAM: usize = 64;
+const DEFAULT_MAX_CONCURRENT_UPSTREAM: usize = 64;
 
 #[derive(Debug, Default, Clone, Deserialize)]
 pub(super) struct RawSession {
